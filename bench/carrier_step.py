@@ -1,0 +1,67 @@
+"""Benchmark: gated (carrier) forward+backward vs plain SFT forward+backward, measured in one run.
+
+Workload (DESIGN.md §6): SmolLM2-135M-Instruct on CPU, fp32, batch 8 x 64 tokens, embeddings and
+lm_head frozen, projection weights (plain) or deltas + gate logits (carrier) trainable; the carrier
+step includes the sparsity penalty. Steps of the two models alternate so that machine noise hits
+both alike; the ratio of medians is printed. Target: <= 1.15 (the authors' parametrisation: 1.41-1.45).
+
+    python bench/carrier_step.py [--reps 15] [--batch 8] [--seq 64] [--dtype float32] [--model smollm2]
+"""
+import argparse, copy, statistics, time
+
+import torch
+
+from sft_reverse_nb.arch import layout_of, load_model, resolve_dtype
+from sft_reverse_nb.carrier import Carrier, perturbed_copy
+from sft_reverse_nb.equivalence import PROJECTIONS
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=64)
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads: torch.set_num_threads(args.threads)
+    dtype = resolve_dtype(args.dtype)
+
+    base = load_model(args.model, dtype=dtype)
+    plain = perturbed_copy(base, scale=0.02)                      # the SFT model, trained as plain SFT would
+    carrier = Carrier.attach(copy.deepcopy(plain), base)          # the same SFT model as a carrier
+    for m in (plain, carrier.model): m.train()
+    lay = layout_of(plain)
+    proj = {id(lay.projection(i, n).weight) for i in range(lay.n_layers) for n in PROJECTIONS}
+    for p in plain.parameters(): p.requires_grad_(id(p) in proj)  # embeddings, lm_head, norms frozen as in LCDD
+
+    ids = torch.randint(0, lay.vocab_size, (args.batch, args.seq), generator=torch.Generator().manual_seed(0))
+
+    def plain_step():
+        plain.zero_grad(set_to_none=True)
+        plain(input_ids=ids, labels=ids).loss.backward()
+
+    def carrier_step():
+        carrier.model.zero_grad(set_to_none=True)
+        (carrier.model(input_ids=ids, labels=ids).loss + 1e-4 * carrier.penalty()).backward()
+
+    for f in (plain_step, carrier_step, plain_step, carrier_step): f()   # warm-up
+    times = {"plain": [], "carrier": []}
+    for _ in range(args.reps):
+        for name, f in (("plain", plain_step), ("carrier", carrier_step)):
+            t = time.perf_counter(); f(); times[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    n_train = {"plain": sum(p.numel() for p in plain.parameters() if p.requires_grad),
+               "carrier": sum(p.numel() for p in carrier.model.parameters() if p.requires_grad)}
+    print(f"model {args.model} ({lay.arch}, {lay.n_layers} layers), {args.dtype}, batch {args.batch} x {args.seq}, "
+          f"{torch.get_num_threads()} threads, {args.reps} alternating reps")
+    for k in ("plain", "carrier"):
+        print(f"  {k:<8} forward+backward: median {med[k]*1000:7.1f} ms  (min {min(times[k])*1000:7.1f}, max {max(times[k])*1000:7.1f}); "
+              f"{n_train[k]:,} trainable parameters")
+    ratio = med["carrier"] / med["plain"]
+    print(f"carrier / plain SFT step time ratio: {ratio:.3f}  (target <= 1.15)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""End-to-end checks of the `sftr` console script, run as a user runs it (a subprocess)."""
+import json
+import subprocess
+import sys
+
+from sft_reverse_nb.arch import tiny_model
+
+
+def sftr(*args):
+    return subprocess.run(["sftr", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_info_environment():
+    r = sftr("info")
+    assert r.returncode == 0, r.stderr
+    assert "supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM" in r.stdout
+    assert "device: " in r.stdout
+
+
+def test_info_embedded_model_layout():
+    r = sftr("info", "--model", "smollm2", "--json")
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)["model"]
+    assert (m["arch"], m["n_layers"], m["d_model"], m["d_ff"], m["n_heads"], m["n_kv_heads"], m["head_dim"]) == \
+        ("LlamaForCausalLM", 30, 576, 1536, 9, 3, 64)
+    assert m["projections"]["k_proj"] == [192, 576] and m["projections"]["down_proj"] == [576, 1536]
+    assert m["gates_per_layer"] == 4 * 576 + 1536 + 9 * 64 + 2 * 3 * 64 == sum(m["gate_groups"].values())
+
+
+def test_info_local_checkpoint_text(tmp_path):
+    tiny_model("mistral").save_pretrained(tmp_path / "m")
+    r = sftr("info", "--model", str(tmp_path / "m"))
+    assert r.returncode == 0, r.stderr
+    assert "MistralForCausalLM (mistral): 2 layers" in r.stdout and "4 heads / 2 KV heads" in r.stdout
+
+
+def test_info_unsupported_and_missing(tmp_path):
+    import transformers
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64)).save_pretrained(tmp_path / "g")
+    r = sftr("info", "--model", str(tmp_path / "g"))
+    assert r.returncode == 2 and "Unsupported architecture 'GPT2LMHeadModel'" in r.stderr and "Supported: LlamaForCausalLM" in r.stderr
+    r = sftr("info", "--model", str(tmp_path / "nothing-here"))
+    assert r.returncode == 2 and "sftr info: error" in r.stderr
+
+
+def test_only_working_subcommands_are_registered():
+    from sft_reverse_nb.cli import build_parser
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert sorted(sub.choices) == ["info"]
+    r = sftr("--help")
+    assert r.returncode == 0 and "info" in r.stdout
+    r = sftr("lcdd")
+    assert r.returncode == 2 and "invalid choice: 'lcdd'" in r.stderr
