@@ -46,8 +46,36 @@ def test_info_unsupported_and_missing(tmp_path):
 def test_only_working_subcommands_are_registered():
     from sft_reverse_nb.cli import build_parser
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert sorted(sub.choices) == ["info"]
+    assert sorted(sub.choices) == ["info", "lcdd", "sft"]
     r = sftr("--help")
     assert r.returncode == 0 and "info" in r.stdout
-    r = sftr("lcdd")
-    assert r.returncode == 2 and "invalid choice: 'lcdd'" in r.stderr
+    r = sftr("erase")
+    assert r.returncode == 2 and "invalid choice: 'erase'" in r.stderr
+
+
+def test_sft_then_lcdd_on_the_tiny_preset(tmp_path):
+    run = tmp_path / "run"
+    env_steps = ["--steps", "25"]
+    r = sftr("sft", str(run), "--preset", "tiny", *env_steps)
+    assert r.returncode == 0, r.stderr
+    assert "sft: done" in r.stdout and (run / "sft" / "complete.json").exists()
+    r = sftr("lcdd", str(run), "--steps", "40", "--lambda0", "2.0")
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((run / "config.json").read_text())
+    assert (cfg["sft"]["steps"], cfg["lcdd"]["steps"], cfg["lcdd"]["lambda0"]) == (25, 40, 2.0)
+    carrier = json.loads((run / "lcdd" / "carrier.json").read_text())
+    assert "lcdd: done. sparsity" in r.stdout and 0.0 < carrier["sparsity"] <= 1.0
+    assert {"dynamics.png", "carrier_map.png", "model.safetensors", "carrier.safetensors"} <= {p.name for p in (run / "lcdd").iterdir()}
+    assert not list(run.rglob("*.bin")) and not list(run.rglob("*.pt")) and not list(run.rglob("*.pkl"))
+    # a finished stage is skipped, and a started stage refuses a contradicting setting
+    r = sftr("sft", str(run))
+    assert r.returncode == 0 and "complete; skipping" in r.stdout
+    r = sftr("lcdd", str(run), "--steps", "41")
+    assert r.returncode == 2 and "lcdd.steps: run has 40, asked 41" in r.stderr
+
+
+def test_bad_preset_and_missing_sft(tmp_path):
+    r = sftr("sft", str(tmp_path / "a"), "--preset", "nope")
+    assert r.returncode == 2 and "unknown preset 'nope'" in r.stderr and "cpu-smollm2" in r.stderr
+    r = sftr("lcdd", str(tmp_path / "b"), "--preset", "tiny")
+    assert r.returncode == 2 and "is not a completed SFT run" in r.stderr and "sftr sft" in r.stderr
