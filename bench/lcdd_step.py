@@ -17,12 +17,45 @@ def rss_bytes() -> int:
 
 
 class PeakRSS:
-    "Sample the resident set size in a background thread; `peak` is the maximum seen."
-    def __init__(self, every=0.001): self.every, self.peak, self._stop = every, rss_bytes(), threading.Event()
+    "Sample the resident set size in a background thread; `peak` is the maximum seen, `window` since the last `reset`."
+    def __init__(self, every=0.001): self.every, self.peak, self.window, self._stop = every, rss_bytes(), rss_bytes(), threading.Event()
+    def reset(self) -> int:
+        w, self.window = self.window, rss_bytes(); return w
     def _run(self):
-        while not self._stop.is_set(): self.peak = max(self.peak, rss_bytes()); time.sleep(self.every)
+        while not self._stop.is_set():
+            r = rss_bytes(); self.peak, self.window = max(self.peak, r), max(self.window, r); time.sleep(self.every)
     def __enter__(self): self._t = threading.Thread(target=self._run, daemon=True); self._t.start(); return self
     def __exit__(self, *a): self._stop.set(); self._t.join(); self.peak = max(self.peak, rss_bytes())
+
+
+class Stop(Exception): pass
+
+
+def timing(blocks: int, block: int, mp: str, skip: int = 2) -> dict:
+    "Alternating blocks of real trainer steps in one process; per-stage step times (first `skip` of each block dropped)."
+    os.environ["SFTR_NO_PROGRESS"] = "1"
+    import copy
+    from sft_reverse_nb.arch import load_model, load_tokenizer
+    from sft_reverse_nb.carrier import perturbed_copy
+    from sft_reverse_nb.data import fixed_response
+    from sft_reverse_nb.sft import TrainConfig, train_sft
+    from sft_reverse_nb.lcdd import LCDDConfig, train_lcdd
+    tok, task = load_tokenizer("smollm2"), fixed_response(n_train=800, n_eval=100)
+    base = load_model("smollm2"); sft = perturbed_copy(base, scale=0.02)
+    out, total = Path(tempfile.mkdtemp()), blocks * block + 1
+    common = dict(steps=total, batch_size=8, lr=1e-4, loss_on="response", mixed_precision=mp, save_every=block)
+    times = {"sft": {}, "lcdd": {}}
+    for b in range(blocks):
+        for stage in ("sft", "lcdd"):
+            first, last = b * block + 1, (b + 1) * block + 1
+            def cb(step, rec, stage=stage, first=first, last=last):
+                if step >= first + skip: times[stage][step] = rec["sec"]
+                if step == last: raise Stop        # the state of step `last - 1` is on disk; the next block resumes there
+            try:
+                if stage == "sft": train_sft(copy.deepcopy(sft), tok, task, out/"sft", TrainConfig(**common), callbacks=[cb])
+                else: train_lcdd(copy.deepcopy(sft), base, tok, task, out/"lcdd", LCDDConfig(**common, sparsity_warmup=30), callbacks=[cb])
+            except Stop: pass
+    return {k: list(v.values()) for k, v in times.items()}
 
 
 def worker(stage: str, steps: int, mp: str):
@@ -34,48 +67,56 @@ def worker(stage: str, steps: int, mp: str):
     from sft_reverse_nb.sft import TrainConfig, train_sft
     from sft_reverse_nb.lcdd import LCDDConfig, train_lcdd
     tok, task = load_tokenizer("smollm2"), fixed_response(n_train=800, n_eval=100)
+    from sft_reverse_nb.carrier import Carrier
     base = load_model("smollm2")
     sft = perturbed_copy(base, scale=0.02)
     if stage == "sft": del base
-    secs = []
-    cb = lambda step, rec: secs.append(rec["sec"])
+    else: sft = Carrier.attach(sft, base)     # measure from the attached carrier: Δ replaces the SFT weights
+    secs, step_peaks = [], []
+    def cb(step, rec):                       # called right after each step: record that step's time and peak memory
+        secs.append(rec["sec"]); step_peaks.append(mem.reset())
     out = Path(tempfile.mkdtemp())
     common = dict(steps=steps, batch_size=8, lr=1e-4, loss_on="response", mixed_precision=mp, save_every=10**6)
     before = rss_bytes()
     with PeakRSS() as mem:
         if stage == "sft": train_sft(sft, tok, task, out/"sft", TrainConfig(**common), callbacks=[cb])
         else: train_lcdd(sft, base, tok, task, out/"lcdd", LCDDConfig(**common, sparsity_warmup=30), callbacks=[cb])
-    print(json.dumps({"stage": stage, "secs": secs, "rss_before": before, "rss_peak": mem.peak}))
+    print(json.dumps({"stage": stage, "secs": secs, "step_peaks": step_peaks, "rss_before": before, "rss_peak": mem.peak}))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=14)
+    ap.add_argument("--steps", type=int, default=10, help="steps of each memory process")
+    ap.add_argument("--blocks", type=int, default=4, help="alternating blocks per stage (timing)")
+    ap.add_argument("--block", type=int, default=5, help="steps per block (timing)")
     ap.add_argument("--mixed-precision", default="no")
-    ap.add_argument("--pairs", type=int, default=2, help="alternating (SFT, LCDD) process pairs")
     ap.add_argument("--worker", choices=["sft", "lcdd"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker: return worker(a.worker, a.steps, a.mixed_precision)
-    res = {"sft": [], "lcdd": []}
-    for _ in range(a.pairs):
-        for stage in ("sft", "lcdd"):
-            out = subprocess.run([sys.executable, __file__, "--worker", stage, "--steps", str(a.steps), "--mixed-precision", a.mixed_precision],
-                                 capture_output=True, text=True, check=True)
-            res[stage].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    skip = 3
-    med = {k: statistics.median([s for r in v for s in r["secs"][skip:]]) for k, v in res.items()}
-    mb = lambda x: x / 2**20
-    print(f"SmolLM2-135M-Instruct, CPU, batch 8, mixed precision {a.mixed_precision}, {a.steps} steps x {a.pairs} processes per stage "
-          f"(first {skip} steps of each dropped)")
-    for k, v in res.items():
-        peaks = [r["rss_peak"] - r["rss_before"] for r in v]
-        print(f"  {k:<5} trainer step: median {med[k]*1000:7.1f} ms;  resident memory: {mb(v[0]['rss_before']):7.0f} MiB with models loaded, "
-              f"peak +{mb(max(peaks)):6.0f} MiB during training (peak total {mb(max(r['rss_peak'] for r in v)):7.0f} MiB)")
-    proj = 106_168_320 * 4
-    d_sft = max(r["rss_peak"] - r["rss_before"] for r in res["sft"]); d_lcdd = max(r["rss_peak"] - r["rss_before"] for r in res["lcdd"])
+    times = timing(a.blocks, a.block, a.mixed_precision)
+    res = {}
+    for stage in ("sft", "lcdd"):
+        # glibc keeps freed heap memory mapped, so RSS would over-count; serving large blocks with mmap makes RSS follow live memory
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+        out = subprocess.run([sys.executable, __file__, "--worker", stage, "--steps", str(a.steps), "--mixed-precision", a.mixed_precision],
+                             capture_output=True, text=True, check=True, env=env)
+        res[stage] = json.loads(out.stdout.strip().splitlines()[-1])
+    med = {k: statistics.median(v) for k, v in times.items()}
+    mb, skip = (lambda x: x / 2**20), 3
+    print(f"SmolLM2-135M-Instruct, CPU, batch 8, mixed precision {a.mixed_precision}")
+    print(f"time: {a.blocks} alternating blocks of {a.block} real trainer steps per stage in one process "
+          f"({len(times['sft'])} / {len(times['lcdd'])} steps timed)")
+    for k in ("sft", "lcdd"): print(f"  {k:<5} trainer step: median {med[k]*1000:7.1f} ms  (min {min(times[k])*1000:.1f}, max {max(times[k])*1000:.1f})")
     print(f"LCDD / plain SFT trainer step time ratio: {med['lcdd'] / med['sft']:.3f}  (target <= 1.15)")
-    print(f"LCDD - plain SFT training memory: {mb(d_lcdd - d_sft):+.0f} MiB = {(d_lcdd - d_sft) / proj:+.2f} copies of the projection weights "
-          f"({mb(proj):.0f} MiB; target <= +1.00)")
+    step_mem = {k: max(r["step_peaks"][skip:]) - r["rss_before"] for k, r in res.items()}
+    print(f"memory: one fresh process per stage, {a.steps} steps, peak resident memory of steps {skip + 1}+")
+    for k, r in res.items():
+        print(f"  {k:<5} {mb(r['rss_before']):7.0f} MiB with models loaded (LCDD: base model + carrier attached), "
+              f"step peak +{mb(step_mem[k]):6.0f} MiB above that (process peak {mb(r['rss_peak']):7.0f} MiB)")
+    proj = 106_168_320 * 4
+    d = step_mem["lcdd"] - step_mem["sft"]
+    print(f"LCDD - plain SFT step memory: {mb(d):+.0f} MiB = {d / proj:+.2f} copies of the projection weights "
+          f"({mb(proj):.0f} MiB; design target <= +1.00)")
 
 
 if __name__ == "__main__":
