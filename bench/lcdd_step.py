@@ -6,7 +6,10 @@ optimiser steps, penalty and controller included. Reported: the median step time
 steps dropped) and their ratio (target <= 1.15), and the process's resident memory: before training
 (models loaded) and its peak during training, sampled every millisecond.
 
-    python bench/lcdd_step.py [--steps 14] [--mixed-precision no|bf16] [--pairs 2]
+    python bench/lcdd_step.py [--seq 64 | --seq 0] [--blocks 4] [--block 5] [--mixed-precision no|bf16]
+
+`--seq 64` (default) is DESIGN.md §6's workload (batch 8 x 64, whole-sequence loss); `--seq 0` uses the
+task's own examples (about 45 tokens, response-only loss) as the CPU preset trains on them.
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile, threading, time
 from pathlib import Path
@@ -31,7 +34,16 @@ class PeakRSS:
 class Stop(Exception): pass
 
 
-def timing(blocks: int, block: int, mp: str, skip: int = 2) -> dict:
+def bench_task(seq: int):
+    "Fixed Response on the built-in prompts; with `seq` > 0 every example is exactly `seq` tokens (prompts joined, then truncated; whole-sequence loss)."
+    from sft_reverse_nb.data import fixed_response, builtin_prompts, TaskData
+    if not seq: return fixed_response(n_train=800, n_eval=100), 256, "response"
+    p = builtin_prompts()
+    joined = [" ".join(p[32 + i:32 + i + 4]) for i in range(0, 3200, 4)]   # long enough that the chat-formatted text exceeds `seq` tokens
+    return TaskData("fixed_response", [(q, "I don't know.") for q in joined], ["held out"], "builtin (joined)"), seq, "all"
+
+
+def timing(blocks: int, block: int, mp: str, seq: int, skip: int = 2) -> dict:
     "Alternating blocks of real trainer steps in one process; per-stage step times (first `skip` of each block dropped)."
     os.environ["SFTR_NO_PROGRESS"] = "1"
     import copy
@@ -40,10 +52,10 @@ def timing(blocks: int, block: int, mp: str, skip: int = 2) -> dict:
     from sft_reverse_nb.data import fixed_response
     from sft_reverse_nb.sft import TrainConfig, train_sft
     from sft_reverse_nb.lcdd import LCDDConfig, train_lcdd
-    tok, task = load_tokenizer("smollm2"), fixed_response(n_train=800, n_eval=100)
+    (task, max_len, loss_on), tok = bench_task(seq), load_tokenizer("smollm2")
     base = load_model("smollm2"); sft = perturbed_copy(base, scale=0.02)
     out, total = Path(tempfile.mkdtemp()), blocks * block + 1
-    common = dict(steps=total, batch_size=8, lr=1e-4, loss_on="response", mixed_precision=mp, save_every=block)
+    common = dict(steps=total, batch_size=8, lr=1e-4, loss_on=loss_on, mixed_precision=mp, save_every=block, max_len=max_len)
     times = {"sft": {}, "lcdd": {}}
     for b in range(blocks):
         for stage in ("sft", "lcdd"):
@@ -58,7 +70,7 @@ def timing(blocks: int, block: int, mp: str, skip: int = 2) -> dict:
     return {k: list(v.values()) for k, v in times.items()}
 
 
-def worker(stage: str, steps: int, mp: str):
+def worker(stage: str, steps: int, mp: str, seq: int):
     os.environ["SFTR_NO_PROGRESS"] = "1"
     import copy, torch
     from sft_reverse_nb.arch import load_model, load_tokenizer
@@ -66,7 +78,7 @@ def worker(stage: str, steps: int, mp: str):
     from sft_reverse_nb.data import fixed_response
     from sft_reverse_nb.sft import TrainConfig, train_sft
     from sft_reverse_nb.lcdd import LCDDConfig, train_lcdd
-    tok, task = load_tokenizer("smollm2"), fixed_response(n_train=800, n_eval=100)
+    (task, max_len, loss_on), tok = bench_task(seq), load_tokenizer("smollm2")
     from sft_reverse_nb.carrier import Carrier
     base = load_model("smollm2")
     sft = perturbed_copy(base, scale=0.02)
@@ -76,7 +88,7 @@ def worker(stage: str, steps: int, mp: str):
     def cb(step, rec):                       # called right after each step: record that step's time and peak memory
         secs.append(rec["sec"]); step_peaks.append(mem.reset())
     out = Path(tempfile.mkdtemp())
-    common = dict(steps=steps, batch_size=8, lr=1e-4, loss_on="response", mixed_precision=mp, save_every=10**6)
+    common = dict(steps=steps, batch_size=8, lr=1e-4, loss_on=loss_on, mixed_precision=mp, save_every=10**6, max_len=max_len)
     before = rss_bytes()
     with PeakRSS() as mem:
         if stage == "sft": train_sft(sft, tok, task, out/"sft", TrainConfig(**common), callbacks=[cb])
@@ -90,20 +102,21 @@ def main():
     ap.add_argument("--blocks", type=int, default=4, help="alternating blocks per stage (timing)")
     ap.add_argument("--block", type=int, default=5, help="steps per block (timing)")
     ap.add_argument("--mixed-precision", default="no")
+    ap.add_argument("--seq", type=int, default=64, help="tokens per example (DESIGN.md §6 workload: 8 x 64); 0: the task's own lengths")
     ap.add_argument("--worker", choices=["sft", "lcdd"], help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.worker: return worker(a.worker, a.steps, a.mixed_precision)
-    times = timing(a.blocks, a.block, a.mixed_precision)
+    if a.worker: return worker(a.worker, a.steps, a.mixed_precision, a.seq)
+    times = timing(a.blocks, a.block, a.mixed_precision, a.seq)
     res = {}
     for stage in ("sft", "lcdd"):
         # glibc keeps freed heap memory mapped, so RSS would over-count; serving large blocks with mmap makes RSS follow live memory
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-        out = subprocess.run([sys.executable, __file__, "--worker", stage, "--steps", str(a.steps), "--mixed-precision", a.mixed_precision],
+        out = subprocess.run([sys.executable, __file__, "--worker", stage, "--steps", str(a.steps), "--mixed-precision", a.mixed_precision, "--seq", str(a.seq)],
                              capture_output=True, text=True, check=True, env=env)
         res[stage] = json.loads(out.stdout.strip().splitlines()[-1])
     med = {k: statistics.median(v) for k, v in times.items()}
     mb, skip = (lambda x: x / 2**20), 3
-    print(f"SmolLM2-135M-Instruct, CPU, batch 8, mixed precision {a.mixed_precision}")
+    print(f"SmolLM2-135M-Instruct, CPU, batch 8 x {a.seq if a.seq else 'task-length'} tokens, mixed precision {a.mixed_precision}")
     print(f"time: {a.blocks} alternating blocks of {a.block} real trainer steps per stage in one process "
           f"({len(times['sft'])} / {len(times['lcdd'])} steps timed)")
     for k in ("sft", "lcdd"): print(f"  {k:<5} trainer step: median {med[k]*1000:7.1f} ms  (min {min(times[k])*1000:.1f}, max {max(times[k])*1000:.1f})")
