@@ -42,7 +42,6 @@ def render() -> str:
         if c.cell_type == "markdown": c.source = re.sub(r"\]\((?!https?:)([\w-]+\.ipynb)\)", r"](nbs/\1)", c.source)
     nb.cells = cells
     nb.metadata["language_info"] = {"name": "python"}
-    title = nb.cells[0].source.splitlines()[0] if nb.cells and nb.cells[0].cell_type == "markdown" else ""
     body, _ = MarkdownExporter().from_notebook_node(nb)
     note = "<!-- generated from nbs/index.ipynb by `python .ci/readme.py`; edit the notebook, not this file -->\n\n"
     return note + body.strip() + "\n"

@@ -49,7 +49,6 @@ def timing(blocks: int, block: int, mp: str, seq: int, skip: int = 2) -> dict:
     import copy
     from sft_reverse_nb.arch import load_model, load_tokenizer
     from sft_reverse_nb.carrier import perturbed_copy
-    from sft_reverse_nb.data import fixed_response
     from sft_reverse_nb.sft import TrainConfig, train_sft
     from sft_reverse_nb.lcdd import LCDDConfig, train_lcdd
     (task, max_len, loss_on), tok = bench_task(seq), load_tokenizer("smollm2")
@@ -72,10 +71,8 @@ def timing(blocks: int, block: int, mp: str, seq: int, skip: int = 2) -> dict:
 
 def worker(stage: str, steps: int, mp: str, seq: int):
     os.environ["SFTR_NO_PROGRESS"] = "1"
-    import copy, torch
     from sft_reverse_nb.arch import load_model, load_tokenizer
     from sft_reverse_nb.carrier import perturbed_copy
-    from sft_reverse_nb.data import fixed_response
     from sft_reverse_nb.sft import TrainConfig, train_sft
     from sft_reverse_nb.lcdd import LCDDConfig, train_lcdd
     (task, max_len, loss_on), tok = bench_task(seq), load_tokenizer("smollm2")

@@ -1,7 +1,6 @@
 """End-to-end checks of the `sftr` console script, run as a user runs it (a subprocess)."""
 import json
 import subprocess
-import sys
 
 from sft_reverse_nb.arch import tiny_model
 
