@@ -45,11 +45,11 @@ def test_info_unsupported_and_missing(tmp_path):
 def test_only_working_subcommands_are_registered():
     from sft_reverse_nb.cli import build_parser
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert sorted(sub.choices) == ["info", "lcdd", "sft"]
+    assert sorted(sub.choices) == ["demo", "erase", "eval", "info", "lcdd", "run", "sft"]
     r = sftr("--help")
-    assert r.returncode == 0 and "info" in r.stdout
-    r = sftr("erase")
-    assert r.returncode == 2 and "invalid choice: 'erase'" in r.stderr
+    assert r.returncode == 0 and all(c in r.stdout for c in ("info", "sft", "lcdd", "erase", "eval", "run", "demo"))
+    r = sftr("frobnicate")
+    assert r.returncode == 2 and "invalid choice: 'frobnicate'" in r.stderr
 
 
 def test_sft_then_lcdd_on_the_tiny_preset(tmp_path):

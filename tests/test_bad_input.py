@@ -1,0 +1,152 @@
+"""Bad inputs to `sftr sft` / `sftr lcdd`: each case must fail with the right error type, a message that names the problem and
+the fix, and leave no partial artefact behind (nothing written at all when the configuration itself is invalid).
+
+The cases run the subcommands' own functions in-process (what `sftr` calls after parsing; `main` only adds the
+`sftr CMD: error: ...` line and exit status 2, checked once at the end)."""
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+from sft_reverse_nb.arch import tiny_model
+from sft_reverse_nb.cli import build_parser, main
+from sft_reverse_nb.data import tiny_tokenizer
+from sft_reverse_nb.pipeline import get_preset
+
+os.environ["SFTR_NO_PROGRESS"] = "1"
+ARTEFACTS = ("complete.json", "model.safetensors", "carrier.safetensors", "carrier.json")
+
+
+def sftr(*argv):
+    "Run a subcommand's function as `sftr` would, letting its exception through."
+    args = build_parser().parse_args([str(a) for a in argv])
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    "Inputs shared by the cases: bad data files, foreign or mismatched checkpoints, a finished tiny run."
+    t = tmp_path_factory.mktemp("inputs")
+    (t / "empty.json").write_text("  \n")
+    (t / "corrupt.json").write_text('[{"instruction": "hi", ')
+    (t / "cols.json").write_text(json.dumps([{"q": f"question {i}", "a": "answer"} for i in range(80)]))
+    (t / "shakespeare").mkdir()
+    (t / "shakespeare" / "train.modern").write_text("how are you\nwhere is he\ngood night\n")
+    (t / "shakespeare" / "train.original").write_text("how dost thou\nwhere is he\n")
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64)).save_pretrained(t / "gpt2")
+    tiny_model("llama").save_pretrained(t / "no_template"); tiny_tokenizer(chat_template=None).save_pretrained(t / "no_template")
+    tiny = tiny_model("llama").config
+    for name, kw in (("other_size", {"vocab_size": tiny.vocab_size - 29}), ("untied", {"tie_word_embeddings": not tiny.tie_word_embeddings})):
+        transformers.LlamaForCausalLM(transformers.LlamaConfig(**{**tiny.to_dict(), **kw})).save_pretrained(t / name)
+    for name, sft in (("mp_fp8", {"mixed_precision": "fp8"}), ("typo", {"lerning_rate": 1e-3}), ("short", {"max_len": 8})):
+        (t / f"{name}.json").write_text(json.dumps({**get_preset("tiny"), "sft": {**get_preset("tiny")["sft"], **sft}}))
+    done = t / "done"                                   # a finished tiny run: SFT, then LCDD
+    assert main(["sft", str(done), "--preset", "tiny", "--steps", "3"]) == 0
+    assert main(["lcdd", str(done), "--steps", "3"]) == 0
+    return t
+
+
+def _unfinished_sft(run: Path, t: Path):
+    "A run whose SFT stage was killed: a training state and metrics, no complete.json."
+    from sft_reverse_nb.pipeline import run_config
+    run_config(run, "tiny")
+    shutil.copytree(t / "done" / "sft", run / "sft")
+    (run / "sft" / "complete.json").unlink(); (run / "sft" / "model.safetensors").unlink()
+
+
+def _damaged_carrier(run: Path, t: Path):
+    shutil.copytree(t / "done", run)
+    (run / "lcdd" / "carrier.safetensors").write_bytes(b"\x00garbage, not safetensors")
+
+
+# (id, argv with {run} and {t} placeholders, setup, error type, substrings: the problem and the fix, what must not exist afterwards)
+# `nothing` = the run directory must not even hold a config.json: the bad setting was refused before anything was written.
+CASES = [
+    ("unsupported-architecture", "sft {run} --preset tiny --model {t}/gpt2", None, ValueError,
+     ["Unsupported architecture 'GPT2LMHeadModel'", "Supported: LlamaForCausalLM", "register_architecture"], "sft"),
+    ("base-sft-shape-mismatch", "lcdd {run} --preset tiny --sft {t}/other_size", None, ValueError,
+     ["has shape (259, 64) in the SFT model but (288, 64) in the base model", "load the matching base checkpoint"], "lcdd"),
+    ("base-sft-tied-embeddings-differ", "lcdd {run} --preset tiny --sft {t}/untied", None, ValueError,
+     ["'lm_head.weight' is separate in the SFT model only", "tie_word_embeddings differs", "load the matching base checkpoint"], "lcdd"),
+    ("missing-data-file", "sft {run} --preset tiny --data {t}/missing.json", None, FileNotFoundError,
+     ["missing.json does not exist", "check the path (CLI: --data)"], "sft"),
+    ("empty-data-file", "sft {run} --preset tiny --data {t}/empty.json", None, ValueError,
+     ["empty.json is empty", "one example per row"], "sft"),
+    ("corrupt-json", "sft {run} --preset tiny --data {t}/corrupt.json", None, ValueError,
+     ["corrupt.json is not valid JSON", "fix the file"], "sft"),
+    ("wrong-columns", "sft {run} --preset tiny --data {t}/cols.json", None, ValueError,
+     ["has columns ['a', 'q']", "rename the prompt column to 'instruction'"], "sft"),
+    ("misaligned-shakespeare", "sft {run} --preset tiny --task shakespeare --data {t}/shakespeare", None, ValueError,
+     ["train.modern has 3 lines but", "train.original has 2", "must be line-aligned"], "sft"),
+    ("no-chat-template", "sft {run} --preset tiny --model {t}/no_template", None, ValueError,
+     ["has no chat template", "--fallback-template"], "sft"),
+    ("nan-loss", "sft {run} --preset tiny --lr 1e30 --steps 5", None, FloatingPointError,
+     ["sft: non-finite loss (nan) at step", "Lower the learning rate"], "sft"),
+    ("lcdd-without-sft", "lcdd {run} --preset tiny", None, ValueError,
+     ["is not a completed SFT run", "run `sftr sft", "or pass --sft PATH"], "lcdd"),
+    ("lcdd-after-unfinished-sft", "lcdd {run}", _unfinished_sft, ValueError,
+     ["sft is not a completed SFT run", "run `sftr sft"], "lcdd"),
+    ("lcdd-sft-path-missing", "lcdd {run} --preset tiny --sft {t}/nowhere", None, FileNotFoundError,
+     ["nowhere is not a Hugging Face checkpoint (it does not exist)", "pass a directory holding config.json"], "lcdd"),
+    ("lcdd-sft-is-a-run-directory", "lcdd {run} --preset tiny --sft {t}/done", None, ValueError,
+     ["has no model_type", "it is a run directory: pass", "done/sft"], "lcdd"),
+    ("corrupt-carrier", "lcdd {run}", _damaged_carrier, ValueError,
+     ["is marked complete but an artefact in it is damaged", "carrier.safetensors", "Delete", "rerun `sftr lcdd`"], None),
+    ("invalid-preset", "sft {run} --preset nope", None, ValueError, ["unknown preset 'nope'", "choose one of", "tiny"], "nothing"),
+    ("invalid-dtype", "sft {run} --preset tiny --dtype float8", None, ValueError, ["unknown dtype 'float8'", "use one of", "bfloat16"], "nothing"),
+    ("invalid-device", "sft {run} --preset tiny --device gpu7", None, ValueError,
+     ["unknown device 'gpu7'", "use 'auto', 'cpu', 'cuda' or 'cuda:N'"], "nothing"),
+    ("unavailable-device", "sft {run} --preset tiny --device cuda", "no_cuda", ValueError,
+     ["device 'cuda' requested but CUDA is not available here", "use --device cpu"], "sft"),
+    ("invalid-mixed-precision", "sft {run} --config {t}/mp_fp8.json", None, ValueError,
+     ["mixed_precision must be 'no', 'bf16' or 'fp16', got 'fp8'"], "nothing"),
+    ("unknown-option", "sft {run} --config {t}/typo.json", None, ValueError,
+     ["unknown TrainConfig option(s) ['lerning_rate']", "valid:", "'lr'"], "nothing"),
+    ("zero-batch-size", "sft {run} --preset tiny --batch-size 0", None, ValueError,
+     ["batch_size must be an integer >= 1, got 0"], "nothing"),
+    ("lambda0-out-of-bounds", "lcdd {run} --preset tiny --lambda0 100", None, ValueError,
+     ["lambda0=100.0 is outside [lambda_min=1e-06, lambda_max=10.0]", "choose lambda0 inside the bounds"], "nothing"),
+    ("fsdp-or-deepspeed-launch", "sft {run} --preset tiny", "fsdp", ValueError,
+     ["supports one process or DDP", "not FSDP", "examples/accelerate/ddp.yaml"], "sft"),
+    ("max-len-cuts-every-response", "sft {run} --config {t}/short.json", None, ValueError,
+     ["none of the 64 training examples has a labelled token within max_len=8", "raise max_len"], "sft"),
+]
+
+
+@pytest.mark.parametrize("name,argv,setup,exc,needles,stage", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(name, argv, setup, exc, needles, stage, files, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    if setup == "no_cuda": monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    elif setup == "fsdp":                       # what `accelerate launch` with an FSDP config gives on GPUs (on CPUs accelerate falls back to DDP)
+        import accelerate
+        from accelerate.utils import DistributedType
+        class FSDPAccelerator:
+            def __init__(self, *a, **k): self.distributed_type = DistributedType.FSDP
+        monkeypatch.setattr(accelerate, "Accelerator", FSDPAccelerator)
+    elif setup: setup(run, files)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")} if run.exists() else {}
+    with pytest.raises(exc) as e:
+        sftr(*argv.format(run=run, t=files).split())
+    msg = str(e.value)
+    for s in needles: assert s in msg, f"{name}: {s!r} not in {msg!r}"
+    assert not [p for p in run.rglob(".*") if p.name.endswith(".tmp") or p.name == ".checkpoint"], "temporaries left behind"
+    if stage == "nothing": assert not run.exists() or not any(run.iterdir()), sorted(run.rglob("*"))
+    elif stage:
+        d = run / stage
+        assert not [a for a in ARTEFACTS if (d / a).exists() and d / a not in before], f"partial artefact in {d}"
+        if stage == "lcdd" and not (d / "metrics.jsonl").exists(): assert not d.exists(), "an empty stage directory marks the stage as started"
+    else:   # a finished run: nothing in it was modified
+        assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+
+
+def test_main_reports_errors_with_exit_status_2(tmp_path, capsys):
+    assert main(["sft", str(tmp_path / "r"), "--preset", "nope"]) == 2
+    assert "sftr sft: error: unknown preset 'nope'; choose one of:" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:                 # values with fixed choices are refused by the parser itself
+        main(["sft", str(tmp_path / "r"), "--preset", "tiny", "--mixed-precision", "fp8"])
+    assert e.value.code == 2 and "argument --mixed-precision: invalid choice: 'fp8' (choose from" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,180 @@
+"""SFT and LCDD under `accelerate launch --num_processes 2 --cpu` (DDP over gloo) against one process with the same global batch.
+
+Run as a script, this file is the worker that both launches execute:  python tests/test_multiprocess.py {sft,lcdd} OUT [SFT_DIR]
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HERE = Path(__file__).resolve()
+DDP_YAML = HERE.parent.parent / "examples" / "accelerate" / "ddp.yaml"     # the shipped config; on this CPU machine: gloo
+# 17 examples in global batches of 8 -> micro-batches of 8, 8, 1 per epoch: with two processes the 1-example batch
+# leaves rank 1 with the masked stand-in; grad_accum=2 exercises DDP's no_sync on the first micro-batch of each step.
+N_TRAIN, SFT_STEPS, LCDD_STEPS = 17, 6, 12
+
+
+def sft_config():
+    from sft_reverse_nb.sft import TrainConfig
+    return TrainConfig(steps=SFT_STEPS, batch_size=8, grad_accum=2, lr=1e-2, warmup_steps=1, schedule="constant_with_warmup",
+                       loss_on="response", save_every=3, device="cpu")
+
+
+def lcdd_config(steps: int = LCDD_STEPS):
+    from sft_reverse_nb.lcdd import LCDDConfig
+    return LCDDConfig(steps=steps, batch_size=8, grad_accum=2, lr=3e-3, loss_on="response", rho=0.3, lambda0=2.0, eta=0.2,
+                      eta_grow=0.05, v_clip=1.0, sparsity_warmup=3, eps_abs=0.05, gate_lr=0.5, save_every=4, device="cpu")
+
+
+def worker(stage: str, out: Path, sft_dir: str | None = None, steps: str | None = None):
+    from accelerate import PartialState
+    from sft_reverse_nb.arch import tiny_model
+    from sft_reverse_nb.artefacts import save_tensors
+    from sft_reverse_nb.data import fixed_response, tiny_tokenizer
+    os.environ["SFTR_NO_PROGRESS"] = "1"
+    tok, task = tiny_tokenizer(), fixed_response(n_train=N_TRAIN, n_eval=4)
+    if stage == "sft":
+        from sft_reverse_nb.sft import train_sft, projection_parameters
+        model = train_sft(tiny_model("llama"), tok, task, out / "sft", sft_config())
+        mine = dict(projection_parameters(model))
+    else:
+        import transformers
+        from sft_reverse_nb.lcdd import train_lcdd
+        sft = transformers.AutoModelForCausalLM.from_pretrained(sft_dir)
+        carrier = train_lcdd(sft, tiny_model("llama"), tok, task, out / "lcdd", lcdd_config(int(steps) if steps else LCDD_STEPS))
+        mine = {**{f"gate.{k}": v for k, v in carrier.logits.items()},
+                **{f"delta.{i}": d for i, d in enumerate(carrier.delta_parameters())}}
+    st = PartialState()
+    # every process records what it ended with, so the test can check that the processes stayed in lockstep
+    save_tensors(mine, out / f"{stage}_rank{st.process_index}_of_{st.num_processes}.safetensors")
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+def _env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "SFTR_NO_PROGRESS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _launch(n: int, *args):
+    "One process (plain python) or `accelerate launch --num_processes n` (DDP over gloo here) running this file's worker."
+    cmd = [sys.executable, str(HERE), *map(str, args)] if n == 1 else \
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(DDP_YAML), "--num_processes", str(n),
+         "--main_process_port", str(_free_port()), str(HERE), *map(str, args)]
+    return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _descendants(pid: int) -> list[int]:
+    "Process ids below `pid`, read from /proc (children first seen, then theirs)."
+    parent = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try: parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError): pass
+    out, todo = [], [pid]
+    while todo:
+        me = todo.pop()
+        kids = [c for c, p in parent.items() if p == me]
+        out += kids; todo += kids
+    return out
+
+
+def _run_both(stage, one: Path, two: Path, *extra):
+    procs = [_launch(1, stage, one, *extra), _launch(2, stage, two, *extra)]
+    for p in procs:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out[-4000:]
+
+
+def _metrics(d: Path):
+    return [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines()]
+
+
+def _load(p: Path):
+    from safetensors.torch import load_file
+    return load_file(str(p))
+
+
+def test_sft_and_lcdd_two_processes_match_one(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run_both("sft", one, two)
+    _run_both("lcdd", one, two, one / "sft")          # both LCDD runs start from the same SFT model
+
+    stage = "sft"
+    # SFT: one writer (one line per step, no duplicates), the two processes ended identical, and equal one process to float tolerance
+    m1, m2 = _metrics(one / "sft"), _metrics(two / "sft")
+    assert [r["step"] for r in m2] == list(range(1, SFT_STEPS + 1)) == [r["step"] for r in m1]
+    torch.testing.assert_close(torch.tensor([r["loss"] for r in m2]), torch.tensor([r["loss"] for r in m1]), rtol=1e-5, atol=1e-6)
+    r0, r1 = _load(two / f"{stage}_rank0_of_2.safetensors"), _load(two / f"{stage}_rank1_of_2.safetensors")
+    assert all(torch.equal(r0[k], r1[k]) for k in r0), "the two processes' SFT weights diverged"
+    single = _load(one / f"{stage}_rank0_of_1.safetensors")
+    moved = max((single[k] - r0[k]).abs().max().item() for k in r0)
+    assert moved < 1e-5, moved
+    w1, w2 = _load(one / "sft" / "model.safetensors"), _load(two / "sft" / "model.safetensors")
+    for k in w1: torch.testing.assert_close(w2[k], w1[k], rtol=0, atol=1e-5)
+    assert not (two / "sft" / "train_state").exists() and (two / "sft" / "complete.json").exists()
+
+    stage = "lcdd"
+    # LCDD: identical gates on both processes (the gate gradients were all-reduced), the same hard gates, λ and ε as one process
+    r0, r1 = _load(two / f"{stage}_rank0_of_2.safetensors"), _load(two / f"{stage}_rank1_of_2.safetensors")
+    assert all(torch.equal(r0[k], r1[k]) for k in r0), "the two processes' gates or deltas diverged"
+    single = _load(one / f"{stage}_rank0_of_1.safetensors")
+    gates = [k for k in single if k.startswith("gate.")]
+    assert all(torch.equal(single[k] > 0, r0[k] > 0) for k in gates), "hard gates differ from the single-process run"
+    for k in single: torch.testing.assert_close(r0[k], single[k], rtol=0, atol=5e-5)   # measured: 6e-6 after 12 steps
+    m1, m2 = _metrics(one / "lcdd"), _metrics(two / "lcdd")
+    assert [r["step"] for r in m2] == list(range(1, LCDD_STEPS + 1))
+    assert [r["active"] for r in m2] == [r["active"] for r in m1]
+    assert len({r["active"] for r in m1}) > 1, "no gate closed: the comparison would not test the gate updates"
+    for key in ("loss", "lambda", "ema"):
+        torch.testing.assert_close(torch.tensor([r[key] for r in m2]), torch.tensor([r[key] for r in m1]), rtol=1e-5, atol=1e-7)
+    eps1, eps2 = [r["epsilon"] for r in m1], [r["epsilon"] for r in m2]
+    assert [e is None for e in eps1] == [e is None for e in eps2] and eps1[-1] is not None
+    torch.testing.assert_close(torch.tensor(eps2[-1]), torch.tensor(eps1[-1]), rtol=1e-6, atol=0)
+    g1, g2 = _load(one / "lcdd" / "carrier.safetensors"), _load(two / "lcdd" / "carrier.safetensors")
+    assert all(torch.equal(g1[k] > 0, g2[k] > 0) for k in g1)
+    c1, c2 = json.loads((one / "lcdd" / "complete.json").read_text()), json.loads((two / "lcdd" / "complete.json").read_text())
+    assert c1["sparsity"] == c2["sparsity"] > 0
+
+
+
+def test_two_process_run_killed_then_resumed_on_one_process(tmp_path):
+    "The global batch does not depend on the number of processes, so a killed 2-process LCDD run can be finished by one process."
+    import signal, time
+    from sft_reverse_nb.arch import tiny_model
+    from sft_reverse_nb.carrier import perturbed_copy
+    sft, ref, run = tmp_path / "sft", tmp_path / "ref", tmp_path / "run"
+    perturbed_copy(tiny_model("llama"), scale=0.5).save_pretrained(sft)
+    one = _launch(1, "lcdd", ref, sft, 40)
+    two = _launch(2, "lcdd", run, sft, 40)
+    state, deadline = run / "lcdd" / "train_state" / "state.json", time.time() + 240
+    while not state.exists():
+        assert two.poll() is None, two.communicate()[0][-3000:]
+        assert time.time() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.005)
+    for pid in [two.pid, *_descendants(two.pid)]:       # the launcher and both workers (torchrun starts them in their own sessions)
+        try: os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError: pass
+    assert two.wait(timeout=60) == -signal.SIGKILL and not (run / "lcdd" / "complete.json").exists()
+    killed_at = json.loads(state.read_text())["step"]
+    assert 4 <= killed_at < 40
+    out, _ = one.communicate(timeout=300); assert one.returncode == 0, out[-3000:]
+    r = _launch(1, "lcdd", run, sft, 40)
+    out, _ = r.communicate(timeout=300); assert r.returncode == 0, out[-3000:]
+    assert f"lcdd: resuming from step {killed_at}/40" in out
+    a, b = _load(ref / "lcdd_rank0_of_1.safetensors"), _load(run / "lcdd_rank0_of_1.safetensors")
+    assert all(torch.equal(a[k] > 0, b[k] > 0) for k in a if k.startswith("gate."))
+    for k in a: torch.testing.assert_close(b[k], a[k], rtol=0, atol=5e-5)
+    m1, m2 = _metrics(ref / "lcdd"), _metrics(run / "lcdd")
+    assert [r["step"] for r in m2] == list(range(1, 41)) and [r["active"] for r in m2] == [r["active"] for r in m1]
+    torch.testing.assert_close(torch.tensor([r["lambda"] for r in m2]), torch.tensor([r["lambda"] for r in m1]), rtol=1e-5, atol=0)
+
+if __name__ == "__main__":
+    worker(sys.argv[1], Path(sys.argv[2]), *sys.argv[3:])
