@@ -1,0 +1,98 @@
+"""Benchmark: one SFT-Eraser trigger step vs a bare batched forward+backward, and vs a one-prompt-at-a-time loop.
+
+Workload (issue 4, DESIGN.md §6): SmolLM2-135M-Instruct on CPU, 16 Fixed Response prompts in their chat format,
+a 20-token trigger, weights frozen. Three steps on the same batch, alternating in blocks so machine noise hits all:
+
+- `ours`: `sft_reverse_nb.eraser`'s step — forward with the trigger (hooks on the carrier layers, logits at the last
+  k positions), Eqs. 6-8 (channel MSE, tail KL against precomputed base targets, L2), backward, clip, Adam, PGD;
+- `bare`: the same forward (same inputs, `logits_to_keep=k`) with a trivial loss and a backward to the trigger only;
+- `loop`: the same loss computed one prompt at a time (each prompt its own forward/backward, gradients accumulated,
+  one Adam step), as a per-prompt implementation does.
+
+Targets: ours / bare <= 1.10; loop / ours >= 2.0 (DESIGN.md: >= 1.7).
+
+    python bench/trigger_step.py [--run RUN] [--reps 6] [--mixed-precision bf16|no]
+"""
+import argparse, statistics, time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from sft_reverse_nb.arch import load_model, layout_of
+from sft_reverse_nb.data import builtin_prompts, chat_format
+from sft_reverse_nb.arch import load_tokenizer
+from sft_reverse_nb.eraser import (EraserTargets, base_targets, carrier_channels, init_trigger, project_ball, tail_mask, trigger_forward,
+                                   trigger_loss)
+from sft_reverse_nb.generate import pad_left, prefixed_inputs, _pad_id
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", help="a run directory with lcdd/ (its merged model and carrier channels); default: SmolLM2 with every 8th channel")
+    ap.add_argument("--reps", type=int, default=6, help="blocks per variant")
+    ap.add_argument("--block", type=int, default=3, help="consecutive steps per block (the first is not timed)")
+    ap.add_argument("--n-prompts", type=int, default=16)
+    ap.add_argument("--n-tokens", type=int, default=20)
+    ap.add_argument("--k", type=int, default=8)
+    ap.add_argument("--mixed-precision", default="bf16", choices=["bf16", "no"])
+    args = ap.parse_args()
+
+    tok = load_tokenizer("smollm2"); fmt = chat_format(tok)
+    if args.run:
+        model = load_model(str(Path(args.run)/"lcdd")); base = load_model("smollm2")
+        channels = carrier_channels(Path(args.run)/"lcdd")
+    else:
+        model = base = load_model("smollm2")
+        lay = layout_of(model); channels = {i: list(range(0, lay.d_model, 8)) for i in range(lay.n_layers)}
+    model.requires_grad_(False).eval()
+    prompts = builtin_prompts()[:args.n_prompts]
+    ids = [tok(fmt.prompt(p), add_special_tokens=False).input_ids for p in prompts]
+    pad = _pad_id(tok)
+    ac = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.mixed_precision == "bf16" else nullcontext
+    targets = base_targets(base, ids, pad, channels, args.k, 16, autocast=ac)
+    layers = sorted(channels)
+    tau = torch.nn.Parameter(init_trigger(model, args.n_tokens))
+    opt = torch.optim.Adam([tau], lr=3e-3)
+    enc = pad_left(ids, pad)
+    idx = torch.arange(len(ids))
+
+    def ours():
+        with ac(): st, lg = trigger_forward(model, tau, enc, layers, args.k)
+        loss, _ = trigger_loss(st, lg, tau, targets, idx, channels)
+        opt.zero_grad(set_to_none=True); loss.backward()
+        torch.nn.utils.clip_grad_norm_([tau], 1.0); opt.step(); project_ball(tau.data, 1.0)
+
+    def bare():
+        with ac():
+            out = model(**prefixed_inputs(model, enc["input_ids"], enc["attention_mask"], tau), logits_to_keep=args.k)
+        tau.grad = None; out.logits.float().pow(2).mean().backward()
+
+    def loop():
+        opt.zero_grad(set_to_none=True)
+        for i in range(len(ids)):
+            one = pad_left([ids[i]], pad)
+            t1 = EraserTargets({l: targets.mean[l] for l in layers}, targets.logp[i:i + 1], targets.tail[i:i + 1])
+            with ac(): st, lg = trigger_forward(model, tau, one, layers, args.k)
+            loss, _ = trigger_loss(st, lg, tau, t1, torch.tensor([0]), channels)
+            (loss / len(ids)).backward()
+        torch.nn.utils.clip_grad_norm_([tau], 1.0); opt.step(); project_ball(tau.data, 1.0)
+
+    variants = {"ours": ours, "bare": bare, "loop": loop}
+    for f in variants.values(): f()                                       # warm-up
+    times = {k: [] for k in variants}
+    for _ in range(args.reps):
+        for name, f in variants.items():
+            f()
+            for _ in range(args.block - 1):
+                t = time.perf_counter(); f(); times[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"SmolLM2-135M-Instruct, CPU {torch.get_num_threads()} threads, {args.mixed_precision}, {len(ids)} prompts "
+          f"(max {max(map(len, ids))} tokens) + {args.n_tokens}-token trigger, {sum(map(len, channels.values()))} channels in {len(channels)} layers")
+    for k, v in med.items(): print(f"  {k:>5}: median {1000 * v:8.1f} ms over {len(times[k])} steps")
+    print(f"ratio ours/bare = {med['ours'] / med['bare']:.3f}   (target <= 1.10)")
+    print(f"ratio loop/ours = {med['loop'] / med['ours']:.2f}    (target >= 2.0)")
+
+
+if __name__ == "__main__":
+    main()
