@@ -1,4 +1,4 @@
-"""Bad inputs to `sftr sft` / `sftr lcdd`: each case must fail with the right error type, a message that names the problem and
+"""Bad inputs to `sftr sft` / `sftr lcdd` / `sftr erase` / `sftr eval`: each case must fail with the right error type, a message that names the problem and
 the fix, and leave no partial artefact behind (nothing written at all when the configuration itself is invalid).
 
 The cases run the subcommands' own functions in-process (what `sftr` calls after parsing; `main` only adds the
@@ -18,7 +18,8 @@ from sft_reverse_nb.data import tiny_tokenizer
 from sft_reverse_nb.pipeline import get_preset
 
 os.environ["SFTR_NO_PROGRESS"] = "1"
-ARTEFACTS = ("complete.json", "model.safetensors", "carrier.safetensors", "carrier.json")
+ARTEFACTS = ("complete.json", "model.safetensors", "carrier.safetensors", "carrier.json", "trigger.safetensors", "trigger.json",
+             "results.json", "report.md")
 
 
 def sftr(*argv):
@@ -61,6 +62,29 @@ def _unfinished_sft(run: Path, t: Path):
 def _damaged_carrier(run: Path, t: Path):
     shutil.copytree(t / "done", run)
     (run / "lcdd" / "carrier.safetensors").write_bytes(b"\x00garbage, not safetensors")
+
+
+def _finished(run: Path, t: Path): shutil.copytree(t / "done", run)
+
+def _no_write_channels(run: Path, t: Path):
+    "A finished carrier whose every write gate is closed."
+    from safetensors.torch import load_file, save_file
+    shutil.copytree(t / "done", run)
+    g = load_file(run / "lcdd" / "carrier.safetensors")
+    for k in g:
+        if k.endswith(("ffn_write", "attn_write")): g[k] = -g[k].abs() - 1
+    save_file(g, run / "lcdd" / "carrier.safetensors")
+
+def _foreign_trigger(run: Path, t: Path):
+    "A finished run with a trigger made for a model of another width."
+    from sft_reverse_nb.eraser import Trigger
+    from sft_reverse_nb.sft import mark_complete
+    shutil.copytree(t / "done", run)
+    Trigger(torch.randn(4, 32), {"model": "some-other-model"}).save(run / "trigger"); mark_complete(run / "trigger")
+
+def _config_only(run: Path, t: Path):
+    from sft_reverse_nb.pipeline import run_config
+    run_config(run, "tiny")
 
 
 # (id, argv with {run} and {t} placeholders, setup, error type, substrings: the problem and the fix, what must not exist afterwards)
@@ -114,6 +138,16 @@ CASES = [
      ["supports one process or DDP", "not FSDP", "examples/accelerate/ddp.yaml"], "sft"),
     ("max-len-cuts-every-response", "sft {run} --config {t}/short.json", None, ValueError,
      ["none of the 64 training examples has a labelled token within max_len=8", "raise max_len"], "sft"),
+    ("erase-before-lcdd", "erase {run}", _config_only, ValueError, ["is not a completed LCDD run", "run `sftr lcdd"], "trigger"),
+    ("erase-not-a-run", "erase {run}", None, FileNotFoundError, ["is not a run directory (no config.json)", "sftr sft"], "nothing"),
+    ("erase-carrier-without-write-channels", "erase {run} --steps 3", _no_write_channels, ValueError,
+     ["no active write channels", "output-only", "--output-only"], "trigger"),
+    ("erase-trigger-longer-than-context", "erase {run} --n-tokens 100000", _finished, ValueError,
+     ["trigger (100000 tokens) + longest prompt", "exceeds the model's context", "use fewer trigger tokens"], "trigger"),
+    ("eval-wrong-model-trigger", "eval {run} --conditions trig --no-kl --utility none --n 2", _foreign_trigger, ValueError,
+     ["trained on 'some-other-model' (d_model 32) but the model has d_model 64", "train a new one with `sftr erase`"], "eval"),
+    ("eval-prompts-file-missing", "eval {run} --prompts {t}/missing.txt --conditions lcdd", _finished, FileNotFoundError,
+     ["missing.txt does not exist", "check the path"], "eval-missing"),
 ]
 
 
