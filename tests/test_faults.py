@@ -113,7 +113,15 @@ def _die(*a, **k):
     raise SystemExit("simulated death between the model and complete.json")
 
 
-def test_crash_before_complete_json_is_detected_and_rerun(reference, tmp_path, monkeypatch):
+@pytest.fixture
+def one_thread():
+    "In-process training with the subprocesses' thread count (float sums are only bit-exact with the same reduction order)."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_crash_before_complete_json_is_detected_and_rerun(reference, tmp_path, monkeypatch, one_thread):
     from sft_reverse_nb import lcdd as lcdd_mod, sft as sft_mod
     from sft_reverse_nb.carrier import Carrier
     from sft_reverse_nb.pipeline import lcdd_stage, run_config, sft_stage
