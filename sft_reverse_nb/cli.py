@@ -9,6 +9,7 @@ import torch
 import transformers
 import sft_reverse_nb
 from pathlib import Path
+from fastcore.imports import IN_NOTEBOOK
 from .arch import layout_of, model_path, resolve_device, supported_architectures
 from .pipeline import get_preset
 
@@ -271,4 +272,4 @@ def _quiet_print(real, *a, file=None, **kw):
 
 # %% ../nbs/11_cli.ipynb #bebe07a0
 #| eval: false
-if __name__ == "__main__": sys.exit(main())
+if __name__ == "__main__" and not IN_NOTEBOOK: sys.exit(main())
