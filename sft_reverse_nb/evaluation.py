@@ -348,7 +348,7 @@ def _cached_generation(path, cond: Condition, tok, prompts, fmt, cfg: EvalConfig
 
 def evaluate(conditions: dict[str, Condition], tok, task: str, prompts: list[str], fmt=None, cfg: EvalConfig = EvalConfig(),
              judge: Judge | None = None, cache_dir=None, utility_items: list[dict] | None = None) -> dict:
-    "Behaviour, judge scores, KL triad and utility for each condition (see `results.json` in DESIGN.md §4)."
+    "Behaviour, judge scores, KL triad and utility for each condition (the `results.json` schema: task, model, sparsity, conditions, kl, utility, n_prompts, seed)."
     if not prompts: raise ValueError("evaluate: no prompts")
     fmt = fmt or chat_format(tok)
     max_new = cfg.max_new_tokens or MAX_NEW_TOKENS[task]

@@ -20,7 +20,7 @@ __all__ = ['DualController', 'LCDDConfig', 'EarlyStop', 'train_lcdd', 'read_metr
 
 # %% ../nbs/06_lcdd.ipynb #480f44b9
 class DualController:
-    "Adaptive multiplier λ for the loss budget (equations.md §5)."
+    "Adaptive multiplier λ for the loss budget (the paper's Algorithm 1 with the options above)."
     def __init__(self, rho: float = 0.3, lambda0: float = 1.0, eta: float = 0.1, eta_grow: float | None = None, warmup: int = 300,
                  beta: float = 0.95, lambda_min: float = 1e-6, lambda_max: float = 10.0, v_clip: float | None = None, eps_abs: float = 0.0):
         if not 0 <= beta < 1: raise ValueError(f"beta must be in [0, 1), got {beta}")
@@ -138,7 +138,7 @@ def _state_tensors(carrier: Carrier) -> dict[str, torch.Tensor]:
 # %% ../nbs/06_lcdd.ipynb #aceb58f6
 def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer, task: TaskData, out_dir, cfg: LCDDConfig = LCDDConfig(),
                fmt: ChatFormat | None = None, callbacks=()) -> Carrier:
-    "LCDD on `task`: attach a carrier to `sft_model` (in place; or pass a freshly attached `Carrier`), train gates and deltas, write `out_dir` (DESIGN.md §4)."
+    "LCDD on `task`: attach a carrier to `sft_model` (in place; or pass a freshly attached `Carrier`), train gates and deltas, write `out_dir` (the run-directory layout of [09_pipeline](09_pipeline.ipynb))."
     out_dir = Path(out_dir)
     if is_complete(out_dir):
         print(f"lcdd: {out_dir} is complete; loading it")
