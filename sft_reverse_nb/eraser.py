@@ -301,6 +301,7 @@ def train_trigger(model, base_model, tokenizer, prompts: list[str], out_dir, cfg
     _check_context(model, cfg.n_tokens, ids)
     pad = _pad_id(tokenizer)
     acc = _accelerator(cfg)
+    torch.manual_seed(cfg.seed)                     # the stage's randomness follows the seed; a resume restores the saved state
     loop = TriggerLoop(out_dir, cfg, len(pool), "erase", callbacks, acc.process_index, acc.num_processes)
     base_model.to(acc.device)
     targets = base_targets(base_model, ids, pad, channels, cfg.k, cfg.target_batch_size, with_kl=not cfg.no_kl, autocast=acc.autocast)

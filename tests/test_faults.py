@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 SFT = ["--preset", "tiny", "--steps", "60", "--save-every", "10"]
 LCDD = ["--steps", "60", "--save-every", "10"]
+ERASE = ["--steps", "200", "--save-every", "10"]
 
 
 SFTR = str(Path(sys.executable).with_name("sftr")) if Path(sys.executable).with_name("sftr").exists() else "sftr"
@@ -79,10 +80,11 @@ def same_stage(ref: Path, run: Path, tensor_files):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    "An uninterrupted tiny run: SFT, then LCDD."
+    "An uninterrupted tiny run: SFT, LCDD, then the trigger."
     ref = tmp_path_factory.mktemp("faults") / "ref"
     sftr("sft", ref, *SFT)
     sftr("lcdd", ref, *LCDD)
+    sftr("erase", ref, *ERASE)
     return ref
 
 
@@ -107,6 +109,21 @@ def test_lcdd_killed_and_rerun_equals_uninterrupted(reference, tmp_path):
     assert f"lcdd: resuming from step {step}/60" in r.stdout
     same_stage(reference / "lcdd", run / "lcdd", ["model.safetensors", "carrier.safetensors", "train_state/state.safetensors"])
     assert json.loads((reference / "lcdd" / "carrier.json").read_text()) == json.loads((run / "lcdd" / "carrier.json").read_text())
+
+
+def test_erase_killed_and_rerun_equals_uninterrupted(reference, tmp_path):
+    run = tmp_path / "run"
+    for d in ("sft", "lcdd"): shutil.copytree(reference / d, run / d)
+    shutil.copy(reference / "config.json", run / "config.json")
+    step = kill_after_checkpoint(run / "trigger", "erase", run, *ERASE)
+    assert 10 <= step < 200
+    plant_debris(run / "trigger")
+    r = sftr("erase", run, *ERASE)
+    assert f"erase: resuming from step {step}/200" in r.stdout
+    same_stage(reference / "trigger", run / "trigger",
+               ["trigger.safetensors", "train_state/state.safetensors", "peft/adapter_model.safetensors"])
+    tj = lambda d: {k: v for k, v in json.loads((d / "trigger" / "trigger.json").read_text()).items() if k not in ("model", "carrier")}  # paths
+    assert tj(reference) == tj(run)
 
 
 def _die(*a, **k):
