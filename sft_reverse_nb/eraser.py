@@ -6,7 +6,7 @@
 from __future__ import annotations
 import json, math, os, time
 from contextlib import contextmanager
-from dataclasses import dataclass, field, asdict, fields
+from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import torch
 from torch import nn
@@ -16,7 +16,7 @@ from .carrier import Carrier
 from .data import ChatFormat, chat_format
 from .generate import pad_left, prefixed_inputs, generate, teacher_force, _pad_id
 from .sft import (TrainLoop, micro_batch, save_train_state, optimizer_state, load_optimizer_state, mark_complete,
-                                is_complete, _accelerator)
+                                is_complete, _accelerator, StrictConfig)
 
 # %% auto #0
 __all__ = ['CHANNEL_MODES', 'TRIGGER_FORMAT', 'carrier_channels', 'random_channels', 'capture_last_token', 'trigger_forward',
@@ -207,7 +207,7 @@ class Trigger:
 
 # %% ../nbs/07_eraser.ipynb #c4739374
 @dataclass
-class EraserConfig:
+class EraserConfig(StrictConfig):
     "SFT-Eraser settings (Appendix D defaults) and ablation switches."
     n_tokens: int = 20
     steps: int = 2000
@@ -233,13 +233,6 @@ class EraserConfig:
     def total_steps(self, n: int) -> int:
         if n < 1: raise ValueError("erase: the prompt pool is empty")
         return int(self.steps)
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown: raise ValueError(f"unknown EraserConfig option(s) {unknown}; valid: {sorted(names)}")
-        return cls(**d)
 
 # %% ../nbs/07_eraser.ipynb #4b425dfe
 def resolve_channels(cfg: EraserConfig, carrier=None, channels: dict | None = None) -> dict[int, list[int]]:

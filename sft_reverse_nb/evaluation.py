@@ -6,12 +6,13 @@
 from __future__ import annotations
 import json, math, re, os, shutil, time
 from contextlib import nullcontext
-from dataclasses import dataclass, field, asdict, fields
+from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import torch
 from .artefacts import save_json, load_json, atomic_path
 from .data import ChatFormat, chat_format, fixed_response_rate, is_fixed_response, load_records
 from .generate import generate, teacher_force
+from .sft import StrictConfig
 
 # %% auto #0
 __all__ = ['MAX_NEW_TOKENS', 'REFUSAL_PHRASES', 'ARCHAIC_WORDS', 'BEHAVIOUR', 'STYLE_RUBRIC', 'KL_TRIAD', 'BUILTIN_MC',
@@ -315,7 +316,7 @@ def make_judge(spec: str | Judge | None, task: str, label: str | None = None, te
 
 # %% ../nbs/08_eval.ipynb #c215b501
 @dataclass
-class EvalConfig:
+class EvalConfig(StrictConfig):
     "Evaluation settings."
     n_prompts: int | None = None            # None: every held-out prompt
     max_new_tokens: int | None = None       # None: MAX_NEW_TOKENS[task]
@@ -327,13 +328,6 @@ class EvalConfig:
     utility: str | None = "builtin"         # "builtin", a JSON/JSONL file of items, or None
     judge: str = "keyword"
     seed: int = 0
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown: raise ValueError(f"unknown EvalConfig option(s) {unknown}; valid: {sorted(names)}")
-        return cls(**d)
 
 def _cached_generation(path, cond: Condition, tok, prompts, fmt, cfg: EvalConfig, max_new: int) -> tuple[list, float]:
     key = {"prompts": prompts, "max_new_tokens": max_new}

@@ -16,13 +16,24 @@ from .data import TaskData, ChatFormat, chat_format, collate
 from .equivalence import PROJECTIONS
 
 # %% auto #0
-__all__ = ['STATE_FORMAT', 'TrainConfig', 'micro_batch', 'shard', 'n_targets', 'token_loss_sum', 'optimizer_state',
-           'load_optimizer_state', 'save_train_state', 'load_train_state', 'mark_complete', 'is_complete', 'TrainLoop',
-           'projection_parameters', 'freeze_outside_projections', 'train_sft']
+__all__ = ['STATE_FORMAT', 'StrictConfig', 'TrainConfig', 'micro_batch', 'shard', 'n_targets', 'token_loss_sum',
+           'optimizer_state', 'load_optimizer_state', 'save_train_state', 'load_train_state', 'mark_complete',
+           'is_complete', 'TrainLoop', 'projection_parameters', 'freeze_outside_projections', 'train_sft']
 
 # %% ../nbs/05_sft.ipynb #a43aac87
+class StrictConfig:
+    "Mixin for the stages' setting dataclasses: `from_dict` refuses keys that are not fields."
+    @classmethod
+    def from_dict(cls, d: dict):
+        "Build from a dict, refusing unknown keys (typos in a config file should not pass silently)."
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown: raise ValueError(f"unknown {cls.__name__} option(s) {unknown}; valid: {sorted(names)}")
+        return cls(**d)
+
+# %% ../nbs/05_sft.ipynb #84632805
 @dataclass
-class TrainConfig:
+class TrainConfig(StrictConfig):
     "Optimisation settings shared by SFT and LCDD (LCDD adds its controller's, [06_lcdd](06_lcdd.ipynb))."
     steps: int | None = None          # optimiser steps; None: derived from `epochs`
     epochs: float = 1.0
@@ -67,14 +78,6 @@ class TrainConfig:
         if n_examples < 1: raise ValueError("the training set is empty")
         if self.steps is not None: return int(self.steps)
         return max(1, math.ceil(self.epochs * math.ceil(n_examples / self.batch_size) / self.grad_accum))
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        "Build from a dict, refusing unknown keys (typos in a config file should not pass silently)."
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown: raise ValueError(f"unknown {cls.__name__} option(s) {unknown}; valid: {sorted(names)}")
-        return cls(**d)
 
 # %% ../nbs/05_sft.ipynb #daa0bfc4
 def micro_batch(n: int, batch_size: int, seed: int, m: int) -> list[int]:
