@@ -5,6 +5,7 @@
 # %% ../nbs/03_carrier.ipynb #a36028d2
 from __future__ import annotations
 import copy, warnings
+from contextlib import nullcontext
 from pathlib import Path
 import torch
 import torch.nn.functional as F
@@ -15,73 +16,72 @@ from .arch import ModelLayout, layout_of
 from .artefacts import save_json, load_json, save_tensors, load_tensors, save_hf_checkpoint
 
 # %% auto #0
-__all__ = ['CARRIER_FORMAT', 'Workspace', 'compose_weight', 'GatedLinearFn', 'GatedDeltaLinear', 'check_compatible', 'Carrier',
-           'perturbed_copy', 'apply_compact']
+__all__ = ['CARRIER_FORMAT', 'free_scratch', 'gate_mask', 'compose_weight', 'GatedLinearFn', 'GatedDeltaLinear',
+           'check_compatible', 'Carrier', 'perturbed_copy', 'apply_compact']
 
 # %% ../nbs/03_carrier.ipynb #6f3cd837
-def _autocast_dtype(device_type: str, default: torch.dtype) -> torch.dtype:
-    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else default
-
 _SCRATCH: dict = {}
 
-def _scratch(like: torch.Tensor, role: str = "grad") -> torch.Tensor:
-    "A reusable buffer shaped like `like` (one per role, shape, dtype and device)."
-    key = (role, tuple(like.shape), like.dtype, like.device)
-    if key not in _SCRATCH: _SCRATCH[key] = torch.empty_like(like)
+def _scratch(like: torch.Tensor, role: str = "grad", dtype: torch.dtype | None = None) -> torch.Tensor:
+    "A reusable buffer shaped like `like` (one per role, shape, dtype and device), shared by all projections of that shape."
+    dtype = dtype or like.dtype
+    key = (role, tuple(like.shape), dtype, like.device)
+    if key not in _SCRATCH: _SCRATCH[key] = torch.empty(like.shape, dtype=dtype, device=like.device)
     return _SCRATCH[key]
 
-class Workspace:
-    "Buffers a gated projection reuses across steps: the composed weight, and its copy in the autocast dtype."
-    def __init__(self): self.w, self.wc = None, None
-    def get(self, attr: str, like: torch.Tensor, dtype) -> torch.Tensor:
-        buf = getattr(self, attr)
-        if buf is None or buf.shape != like.shape or buf.dtype != dtype or buf.device != like.device:
-            buf = torch.empty(like.shape, dtype=dtype, device=like.device); setattr(self, attr, buf)
-        return buf
+def free_scratch():
+    "Release the shared step buffers (they are re-created by the next training step)."
+    _SCRATCH.clear()
 
-def compose_weight(w_base, delta, r, c, out: torch.Tensor | None = None) -> torch.Tensor:
-    "$W_{base} + (r c^\\top)\\odot\\Delta$ in one fused pass (into `out` if given); all-ones gates are not multiplied."
+def gate_mask(r, c, like: torch.Tensor, open_sides: tuple[bool, bool] | None = None) -> torch.Tensor | None:
+    "$r c^\\top$ in its cheapest form: None when every gate is open, a broadcastable row or column when one side is all open, else the outer product in a shared scratch buffer."
+    r_ones, c_ones = open_sides or (bool(r.all()), bool(c.all()))
+    if r_ones and c_ones: return None
+    if r_ones: return c[None, :]
+    if c_ones: return r[:, None]
+    return torch.outer(r, c, out=_scratch(like, "mask"))
+
+def compose_weight(w_base, delta, r, c, out: torch.Tensor | None = None, mask=False) -> torch.Tensor:
+    "$W_{base} + (r c^\\top)\\odot\\Delta$ in one fused pass (into `out` if given, in `out`'s dtype); `mask` from `gate_mask` if already computed."
     out = torch.empty_like(delta) if out is None else out
-    r_ones, c_ones = bool(r.all()), bool(c.all())
-    if r_ones and c_ones: return torch.add(w_base, delta, out=out)
-    if r_ones: return torch.addcmul(w_base, delta, c[None, :], out=out)
-    if c_ones: return torch.addcmul(w_base, delta, r[:, None], out=out)
-    return torch.addcmul(w_base, delta, torch.outer(r, c, out=_scratch(delta, "mask")), out=out)
+    if mask is False: mask = gate_mask(r, c, delta)
+    return torch.add(w_base, delta, out=out) if mask is None else torch.addcmul(w_base, delta, mask, out=out)
 
 class GatedLinearFn(torch.autograd.Function):
     "$y = x\\,(W_{base} + (r c^\\top)\\odot\\Delta)^\\top + b$ with a hand-written backward for $x$, $\\Delta$, $r$ and $c$."
     @staticmethod
-    def forward(ctx, x, w_base, delta, r, c, bias, ws: Workspace | None = None):
+    def forward(ctx, x, w_base, delta, r, c, bias):
         dev = x.device.type
-        cdt = _autocast_dtype(dev, w_base.dtype)
-        ws = ws or Workspace()
-        with torch.autocast(dev, enabled=False):
-            w = compose_weight(w_base, delta, r, c, ws.get("w", delta, delta.dtype))
-            if cdt != w.dtype: w = ws.get("wc", delta, cdt).copy_(w)
+        autocast = torch.is_autocast_enabled(dev)
+        cdt = torch.get_autocast_dtype(dev) if autocast else w_base.dtype
+        with torch.autocast(dev, enabled=False) if autocast else nullcontext():
+            ctx.open_sides = (bool(r.all()), bool(c.all()))       # which form the mask takes, decided once per step
+            w = compose_weight(w_base, delta, r, c, _scratch(delta, "w", cdt), gate_mask(r, c, delta, ctx.open_sides))
             xc = x.to(cdt)
             y = F.linear(xc, w, None if bias is None else bias.to(cdt))
-        ctx.save_for_backward(xc, w, delta, r, c)
+        ctx.save_for_backward(xc, w_base, delta, r, c)
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        x, w, delta, r, c = ctx.saved_tensors
+        x, w_base, delta, r, c = ctx.saved_tensors
         need_x, _, need_d, need_r, need_c = ctx.needs_input_grad[:5]
         gx = gd = gr = gc = None
-        with torch.autocast(gy.device.type, enabled=False):
-            gy = gy.to(w.dtype)
-            if need_x: gx = gy @ w
+        dev = gy.device.type
+        with torch.autocast(dev, enabled=False) if torch.is_autocast_enabled(dev) else nullcontext():
+            gy = gy.to(x.dtype)
+            mask = gate_mask(r, c, delta, ctx.open_sides)     # once, for the recomposition and for dL/dDelta
+            if need_x: gx = gy @ compose_weight(w_base, delta, r, c, _scratch(delta, "w", x.dtype), mask)
             if need_d or need_r or need_c:
                 gw = (gy.reshape(-1, gy.shape[-1]).T @ x.reshape(-1, x.shape[-1])).to(delta.dtype)
                 if need_r or need_c:
-                    g = torch.mul(gw, delta, out=_scratch(gw))
+                    g = torch.mul(gw, delta, out=_scratch(gw, "w"))     # the composed weight is no longer needed
                     if need_r: gr = g @ c
                     if need_c: gc = r @ g
                 if need_d:
-                    if not bool(r.all()): gw.mul_(r[:, None])
-                    if not bool(c.all()): gw.mul_(c)
+                    if mask is not None: gw.mul_(mask)
                     gd = gw
-        return (gx, None, gd, gr, gc) + (None,) * (len(ctx.needs_input_grad) - 5)
+        return gx, None, gd, gr, gc, None
 
 # %% ../nbs/03_carrier.ipynb #56094087
 class GatedDeltaLinear(nn.Module):
@@ -94,7 +94,6 @@ class GatedDeltaLinear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach())
         self.delta = nn.Parameter(delta.detach().to(w_base.dtype), requires_grad=True)
         self._bank, self.spec, self.gqa = [bank], spec, gqa   # list: the bank is registered on the layer, not here
-        self.workspace = Workspace()
 
     @property
     def bank(self) -> GateBank: return self._bank[0]
@@ -119,7 +118,7 @@ class GatedDeltaLinear(nn.Module):
     def forward(self, x):
         r, c = self.gates()
         if torch.is_grad_enabled() and (x.requires_grad or self.delta.requires_grad or r.requires_grad or c.requires_grad):
-            return GatedLinearFn.apply(x, self.weight_base, self.delta, r, c, self.bias, self.workspace)
+            return GatedLinearFn.apply(x, self.weight_base, self.delta, r, c, self.bias)
         return F.linear(x, masked_weight(self.weight_base, self.delta, r, c), self.bias)
 
     def extra_repr(self): return f"in={self.in_features}, out={self.out_features}, row={self.spec.row}, col={self.spec.col}{' (gqa)' if self.spec.col_gqa else ''}"
@@ -334,7 +333,7 @@ def load(cls: Carrier, path, model: nn.Module, base_model: nn.Module, **attach_k
 @patch
 def merge(self: Carrier, inplace: bool = False) -> nn.Module:
     "A plain HF model with the masked weights (a copy unless `inplace`)."
-    for gm in self.projections(): gm.workspace = Workspace()          # drop step buffers before copying
+    free_scratch()                                                   # drop the step buffers before copying
     model = self.model if inplace else copy.deepcopy(self.model)
     lay = layout_of(model)
     for i in range(lay.n_layers):
@@ -367,7 +366,7 @@ def merged_state_dict(self: Carrier) -> dict[str, torch.Tensor]:
 @patch
 def save_merged(self: Carrier, path, tokenizer=None) -> Path:
     "Write the merged model as a Hugging Face checkpoint (safetensors) without building a merged copy."
-    for gm in self.projections(): gm.workspace = Workspace()          # free the step buffers first
+    free_scratch()                                                   # free the step buffers first
     return save_hf_checkpoint(self.model, tokenizer, path, state_dict=self.merged_state_dict())
 
 # %% ../nbs/03_carrier.ipynb #780f9c19

@@ -13,7 +13,7 @@ from torch import nn
 from .carrier import Carrier
 from .data import TaskData, ChatFormat, chat_format
 from .sft import (TrainConfig, TrainLoop, save_train_state, optimizer_state, load_optimizer_state, mark_complete,
-                                is_complete, token_loss_sum, _accelerator, _check_loss, _sync_unless)
+                                is_complete, token_loss_sum, _accelerator, _check_loss, _sync_unless, adamw)
 
 # %% auto #0
 __all__ = ['DualController', 'LCDDConfig', 'EarlyStop', 'train_lcdd', 'read_metrics', 'plot_lcdd_dynamics']
@@ -160,7 +160,7 @@ def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer,
     deltas, gates = carrier.delta_parameters(), carrier.gate_parameters()
     if cfg.mask_only:
         for d in deltas: d.requires_grad_(False)
-    opt_d = torch.optim.AdamW(deltas, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt_d = adamw(deltas, cfg.lr, cfg.weight_decay)
     opt_g = torch.optim.SGD(gates, lr=cfg.gate_lr, momentum=cfg.gate_momentum)
     from transformers import get_scheduler
     sched = get_scheduler(cfg.schedule, opt_d, num_warmup_steps=cfg.warmup_steps, num_training_steps=loop.total)

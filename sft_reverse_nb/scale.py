@@ -22,6 +22,7 @@ def model_counts(model_or_config) -> dict:
     s = lay.summary()
     return dict(n_params=sum(p.numel() for p in model.parameters()),
                 n_proj=sum(lay.projection(i, n).weight.numel() for i in range(lay.n_layers) for n in PROJECTIONS),
+                n_buffer=sum({tuple(lay.projection(0, n).weight.shape): lay.projection(0, n).weight.numel() for n in PROJECTIONS}.values()),
                 n_gates=lay.n_gates, n_layers=s["n_layers"], d_model=s["d_model"], d_ff=s["d_ff"],
                 kv_dim=s["n_kv_heads"] * s["head_dim"], vocab=s["vocab_size"])
 
@@ -37,8 +38,9 @@ def activation_estimate(n_layers: int, d_model: int, d_ff: int, kv_dim: int, voc
 SHARDINGS = ("none", "zero2", "zero3")
 
 def memory_estimate(n_params: int, n_proj: int, n_gates: int, stage: str = "lcdd", n_gpus: int = 1, sharding: str = "none",
-                    weight_bytes: int = 2, grad_bytes: int = 2, optim_bytes: int = 8, activations_gb: float = 0.0) -> dict[str, float]:
-    "Per-GPU GB of one SFT or LCDD step, term by term (`sharding`: 'none' = one GPU or DDP, 'zero2', 'zero3'), with the total."
+                    weight_bytes: int = 2, grad_bytes: int = 2, optim_bytes: int = 8, activations_gb: float = 0.0,
+                    n_buffer: int = 0, autocast_bytes: int | None = None) -> dict[str, float]:
+    "Per-GPU GB of one SFT or LCDD step, term by term (`sharding`: 'none' = one GPU or DDP, 'zero2', 'zero3'), with the total; `n_buffer` from `model_counts`, `autocast_bytes` when matmuls run in an autocast dtype."
     if stage not in ("sft", "lcdd"): raise ValueError(f"stage must be 'sft' or 'lcdd', got {stage!r}")
     if sharding not in SHARDINGS: raise ValueError(f"sharding must be one of {SHARDINGS}, got {sharding!r}")
     if n_gpus < 1: raise ValueError(f"n_gpus must be >= 1, got {n_gpus}")
@@ -47,7 +49,7 @@ def memory_estimate(n_params: int, n_proj: int, n_gates: int, stage: str = "lcdd
     out = {"weights": n_params * weight_bytes / w}
     if stage == "lcdd":
         out["deltas"] = n_proj * weight_bytes / w
-        out["composed weight"] = n_proj * weight_bytes
+        out["step buffers"] = n_buffer * (2 * weight_bytes if autocast_bytes is None else autocast_bytes + 2 * weight_bytes)
         out["gate logits"] = n_gates * 4 * 2 / w
     out["gradients"] = n_proj * grad_bytes / opt
     out["AdamW states"] = n_proj * optim_bytes / opt

@@ -16,9 +16,10 @@ from .data import TaskData, ChatFormat, chat_format, collate
 from .equivalence import PROJECTIONS
 
 # %% auto #0
-__all__ = ['STATE_FORMAT', 'StrictConfig', 'TrainConfig', 'micro_batch', 'shard', 'n_targets', 'token_loss_sum',
-           'optimizer_state', 'load_optimizer_state', 'save_train_state', 'load_train_state', 'mark_complete',
-           'is_complete', 'TrainLoop', 'projection_parameters', 'freeze_outside_projections', 'train_sft']
+__all__ = ['FUSED_ADAMW_DEVICES', 'STATE_FORMAT', 'StrictConfig', 'TrainConfig', 'micro_batch', 'shard', 'n_targets',
+           'token_loss_sum', 'adamw', 'optimizer_state', 'load_optimizer_state', 'save_train_state', 'load_train_state',
+           'mark_complete', 'is_complete', 'TrainLoop', 'projection_parameters', 'freeze_outside_projections',
+           'train_sft']
 
 # %% ../nbs/05_sft.ipynb #a43aac87
 class StrictConfig:
@@ -102,6 +103,16 @@ def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     "Summed next-token cross-entropy (in float32) over the labelled positions of a batch."
     targets = F.pad(labels, (0, 1), value=-100)[:, 1:]       # shift the labels, not the logits: no copy of the logits
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
+
+# %% ../nbs/05_sft.ipynb #a79d2fee
+FUSED_ADAMW_DEVICES = ("cpu", "cuda", "xpu", "mps")
+
+def adamw(params, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
+    "`torch.optim.AdamW`, with the fused kernel when every parameter is a floating tensor on a device PyTorch has one for."
+    params = list(params)
+    fused = bool(params) and all(p.device.type in FUSED_ADAMW_DEVICES and p.dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+                                 for p in params)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 # %% ../nbs/05_sft.ipynb #b4131085
 def optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
@@ -294,7 +305,7 @@ def train_sft(model: nn.Module, tokenizer, task: TaskData, out_dir, cfg: TrainCo
     proj = freeze_outside_projections(model)
     loop = TrainLoop(out_dir, cfg, examples, pad, "sft", callbacks, acc.process_index, acc.num_processes)   # creates out_dir: after the checks
     model.to(acc.device).train()
-    opt = torch.optim.AdamW(proj.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adamw(proj.values(), cfg.lr, cfg.weight_decay)
     from transformers import get_scheduler
     sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=loop.total)
     torch.manual_seed(cfg.seed)                               # the stage's randomness (e.g. dropout) follows the seed; a resume restores it
