@@ -22,7 +22,7 @@ __all__ = ['CARRIER_FORMAT', 'free_scratch', 'gate_mask', 'compose_weight', 'Gat
 # %% ../nbs/03_carrier.ipynb #6f3cd837
 _SCRATCH: dict = {}
 
-def _scratch(like: torch.Tensor, role: str = "grad", dtype: torch.dtype | None = None) -> torch.Tensor:
+def _scratch(like: torch.Tensor, role: str, dtype: torch.dtype | None = None) -> torch.Tensor:
     "A reusable buffer shaped like `like` (one per role, shape, dtype and device), shared by all projections of that shape."
     dtype = dtype or like.dtype
     key = (role, tuple(like.shape), dtype, like.device)
@@ -41,11 +41,12 @@ def gate_mask(r, c, like: torch.Tensor, open_sides: tuple[bool, bool] | None = N
     if c_ones: return r[:, None]
     return torch.outer(r, c, out=_scratch(like, "mask"))
 
-def compose_weight(w_base, delta, r, c, out: torch.Tensor | None = None, mask=False) -> torch.Tensor:
-    "$W_{base} + (r c^\\top)\\odot\\Delta$ in one fused pass (into `out` if given, in `out`'s dtype); `mask` from `gate_mask` if already computed."
-    out = torch.empty_like(delta) if out is None else out
-    if mask is False: mask = gate_mask(r, c, delta)
+def _compose(w_base, delta, mask: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
     return torch.add(w_base, delta, out=out) if mask is None else torch.addcmul(w_base, delta, mask, out=out)
+
+def compose_weight(w_base, delta, r, c, out: torch.Tensor | None = None) -> torch.Tensor:
+    "$W_{base} + (r c^\\top)\\odot\\Delta$ in one fused pass (into `out` if given, in `out`'s dtype); all-ones gates are not multiplied."
+    return _compose(w_base, delta, gate_mask(r, c, delta), torch.empty_like(delta) if out is None else out)
 
 class GatedLinearFn(torch.autograd.Function):
     "$y = x\\,(W_{base} + (r c^\\top)\\odot\\Delta)^\\top + b$ with a hand-written backward for $x$, $\\Delta$, $r$ and $c$."
@@ -56,7 +57,7 @@ class GatedLinearFn(torch.autograd.Function):
         cdt = torch.get_autocast_dtype(dev) if autocast else w_base.dtype
         with torch.autocast(dev, enabled=False) if autocast else nullcontext():
             ctx.open_sides = (bool(r.all()), bool(c.all()))       # which form the mask takes, decided once per step
-            w = compose_weight(w_base, delta, r, c, _scratch(delta, "w", cdt), gate_mask(r, c, delta, ctx.open_sides))
+            w = _compose(w_base, delta, gate_mask(r, c, delta, ctx.open_sides), _scratch(delta, "w", cdt))
             xc = x.to(cdt)
             y = F.linear(xc, w, None if bias is None else bias.to(cdt))
         ctx.save_for_backward(xc, w_base, delta, r, c)
@@ -71,7 +72,7 @@ class GatedLinearFn(torch.autograd.Function):
         with torch.autocast(dev, enabled=False) if torch.is_autocast_enabled(dev) else nullcontext():
             gy = gy.to(x.dtype)
             mask = gate_mask(r, c, delta, ctx.open_sides)     # once, for the recomposition and for dL/dDelta
-            if need_x: gx = gy @ compose_weight(w_base, delta, r, c, _scratch(delta, "w", x.dtype), mask)
+            if need_x: gx = gy @ _compose(w_base, delta, mask, _scratch(delta, "w", x.dtype))
             if need_d or need_r or need_c:
                 gw = (gy.reshape(-1, gy.shape[-1]).T @ x.reshape(-1, x.shape[-1])).to(delta.dtype)
                 if need_r or need_c:

@@ -22,7 +22,7 @@ def model_counts(model_or_config) -> dict:
     s = lay.summary()
     return dict(n_params=sum(p.numel() for p in model.parameters()),
                 n_proj=sum(lay.projection(i, n).weight.numel() for i in range(lay.n_layers) for n in PROJECTIONS),
-                n_buffer=sum({tuple(lay.projection(0, n).weight.shape): lay.projection(0, n).weight.numel() for n in PROJECTIONS}.values()),
+                n_buffer=sum({w.shape: w.numel() for w in (lay.projection(0, n).weight for n in PROJECTIONS)}.values()),
                 n_gates=lay.n_gates, n_layers=s["n_layers"], d_model=s["d_model"], d_ff=s["d_ff"],
                 kv_dim=s["n_kv_heads"] * s["head_dim"], vocab=s["vocab_size"])
 

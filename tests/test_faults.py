@@ -88,38 +88,32 @@ def reference(tmp_path_factory):
     return ref
 
 
-def test_sft_killed_and_rerun_equals_uninterrupted(reference, tmp_path):
+def killed_and_rerun(reference, tmp_path, cmd: str, out: str, args: list, total: int, earlier=()) -> Path:
+    "Copy the finished `earlier` stages, SIGKILL `sftr cmd` after its first checkpoint, leave debris, rerun it; the run directory."
     run = tmp_path / "run"
-    step = kill_after_checkpoint(run / "sft", "sft", run, *SFT)
-    assert 10 <= step < 60
-    plant_debris(run / "sft")
-    r = sftr("sft", run, *SFT)
-    assert f"sft: resuming from step {step}/60" in r.stdout
+    for d in earlier: shutil.copytree(reference / d, run / d)
+    if earlier: shutil.copy(reference / "config.json", run / "config.json")
+    step = kill_after_checkpoint(run / out, cmd, run, *args)
+    assert 10 <= step < total
+    plant_debris(run / out)
+    r = sftr(cmd, run, *args)
+    assert f"{cmd}: resuming from step {step}/{total}" in r.stdout
+    return run
+
+
+def test_sft_killed_and_rerun_equals_uninterrupted(reference, tmp_path):
+    run = killed_and_rerun(reference, tmp_path, "sft", "sft", SFT, 60)
     same_stage(reference / "sft", run / "sft", ["model.safetensors"])
 
 
 def test_lcdd_killed_and_rerun_equals_uninterrupted(reference, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(reference / "sft", run / "sft")
-    shutil.copy(reference / "config.json", run / "config.json")
-    step = kill_after_checkpoint(run / "lcdd", "lcdd", run, *LCDD)
-    assert 10 <= step < 60
-    plant_debris(run / "lcdd")
-    r = sftr("lcdd", run, *LCDD)
-    assert f"lcdd: resuming from step {step}/60" in r.stdout
+    run = killed_and_rerun(reference, tmp_path, "lcdd", "lcdd", LCDD, 60, earlier=("sft",))
     same_stage(reference / "lcdd", run / "lcdd", ["model.safetensors", "carrier.safetensors", "train_state/state.safetensors"])
     assert json.loads((reference / "lcdd" / "carrier.json").read_text()) == json.loads((run / "lcdd" / "carrier.json").read_text())
 
 
 def test_erase_killed_and_rerun_equals_uninterrupted(reference, tmp_path):
-    run = tmp_path / "run"
-    for d in ("sft", "lcdd"): shutil.copytree(reference / d, run / d)
-    shutil.copy(reference / "config.json", run / "config.json")
-    step = kill_after_checkpoint(run / "trigger", "erase", run, *ERASE)
-    assert 10 <= step < 200
-    plant_debris(run / "trigger")
-    r = sftr("erase", run, *ERASE)
-    assert f"erase: resuming from step {step}/200" in r.stdout
+    run = killed_and_rerun(reference, tmp_path, "erase", "trigger", ERASE, 200, earlier=("sft", "lcdd"))
     same_stage(reference / "trigger", run / "trigger",
                ["trigger.safetensors", "train_state/state.safetensors", "peft/adapter_model.safetensors"])
     tj = lambda d: {k: v for k, v in json.loads((d / "trigger" / "trigger.json").read_text()).items() if k not in ("model", "carrier")}  # paths
