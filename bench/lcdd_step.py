@@ -11,7 +11,11 @@ from the default initialisation (every gate open, as at the start of a run: W_ba
 `lcdd-sparse` from gate logits drawn around -0.5 (about 84 % of the gates closed, as at the end of a
 run: W_base + (r c^T) * Delta with both sides gated).
 
-    python bench/lcdd_step.py [--seq 64 | --seq 0] [--blocks 4] [--block 5] [--mixed-precision no|bf16]
+    python bench/lcdd_step.py [--seq 64 | --seq 0] [--blocks 4] [--block 5] [--mixed-precision no|bf16] [--kernels on|off]
+
+`--kernels off` times the gated projection's torch-operation path instead of the fused CPU kernels of
+`nbs/02a_kernels.ipynb` (SFTR_CPU_KERNELS=0); `--kernels both` times both paths in the same alternation, so that
+what the kernels save is measured under the same machine noise.
 
 `--seq 64` (default) is DESIGN.md §6's workload (batch 8 x 64, whole-sequence loss); `--seq 0` uses the
 task's own examples (about 45 tokens, response-only loss) as the CPU preset trains on them.
@@ -51,7 +55,7 @@ def bench_task(seq: int):
     return TaskData("fixed_response", [(q, "I don't know.") for q in joined], ["held out"], "builtin (joined)"), seq, "all"
 
 
-def timing(blocks: int, block: int, mp: str, seq: int, skip: int = 2) -> dict:
+def timing(blocks: int, block: int, mp: str, seq: int, kernels: str, skip: int = 2) -> dict:
     "Alternating blocks of real trainer steps in one process; per-stage step times (first `skip` of each block dropped)."
     os.environ["SFTR_NO_PROGRESS"] = "1"
     import copy
@@ -63,16 +67,19 @@ def timing(blocks: int, block: int, mp: str, seq: int, skip: int = 2) -> dict:
     base = load_model("smollm2"); sft = perturbed_copy(base, scale=0.02)
     out, total = Path(tempfile.mkdtemp()), blocks * block + 1
     common = dict(steps=total, batch_size=8, lr=1e-4, loss_on=loss_on, mixed_precision=mp, save_every=block, max_len=max_len)
-    times = {"sft": {}, "lcdd": {}, "lcdd-sparse": {}}
+    from sft_reverse_nb.kernels import use_cpu_kernels
+    lcdd_stages = ["lcdd", "lcdd-sparse"] + (["lcdd-torch", "lcdd-sparse-torch"] if kernels == "both" else [])
+    times = {"sft": {}, **{k: {} for k in lcdd_stages}}
     for b in range(blocks):
         for stage in times:
             first, last = b * block + 1, (b + 1) * block + 1
             def cb(step, rec, stage=stage, first=first, last=last):
                 if step >= first + skip: times[stage][step] = rec["sec"]
                 if step == last: raise Stop        # the state of step `last - 1` is on disk; the next block resumes there
+            use_cpu_kernels(kernels != "off" and not stage.endswith("-torch"))     # `-torch`: the same step without the fused kernels
             try:
                 if stage == "sft": train_sft(copy.deepcopy(sft), tok, task, out/"sft", TrainConfig(**common), callbacks=[cb])
-                else: train_lcdd(copy.deepcopy(sft), base, tok, task, out/stage, LCDDConfig(**common, sparsity_warmup=30, **SPARSE.get(stage, {})),
+                else: train_lcdd(copy.deepcopy(sft), base, tok, task, out/stage, LCDDConfig(**common, sparsity_warmup=30, **SPARSE.get(stage.removesuffix("-torch"), {})),
                                  callbacks=[cb])
             except Stop: pass
     return {k: list(v.values()) for k, v in times.items()}
@@ -109,10 +116,13 @@ def main():
     ap.add_argument("--block", type=int, default=5, help="steps per block (timing)")
     ap.add_argument("--mixed-precision", default="no")
     ap.add_argument("--seq", type=int, default=64, help="tokens per example (DESIGN.md §6 workload: 8 x 64); 0: the task's own lengths")
+    ap.add_argument("--kernels", choices=["on", "off", "both"], default="on",
+                    help="fused CPU kernels for the gated projection (default on; both: also time the torch-operation path)")
     ap.add_argument("--worker", choices=["sft", "lcdd"], help=argparse.SUPPRESS)
     a = ap.parse_args()
+    os.environ["SFTR_CPU_KERNELS"] = "0" if a.kernels == "off" else "1"       # read at import, inherited by the memory workers
     if a.worker: return worker(a.worker, a.steps, a.mixed_precision, a.seq)
-    times = timing(a.blocks, a.block, a.mixed_precision, a.seq)
+    times = timing(a.blocks, a.block, a.mixed_precision, a.seq, a.kernels)
     res = {}
     for stage in ("sft", "lcdd"):
         # glibc keeps freed heap memory mapped, so RSS would over-count; serving large blocks with mmap makes RSS follow live memory
@@ -122,12 +132,17 @@ def main():
         res[stage] = json.loads(out.stdout.strip().splitlines()[-1])
     med = {k: statistics.median(v) for k, v in times.items()}
     mb, skip = (lambda x: x / 2**20), 3
-    print(f"SmolLM2-135M-Instruct, CPU, batch 8 x {a.seq if a.seq else 'task-length'} tokens, mixed precision {a.mixed_precision}")
+    from sft_reverse_nb.kernels import kernel_status
+    ks = kernel_status()
+    print(f"SmolLM2-135M-Instruct, CPU, batch 8 x {a.seq if a.seq else 'task-length'} tokens, mixed precision {a.mixed_precision}, "
+          f"gated projection: {'fused CPU kernels' if ks['loaded'] else 'torch operations (' + str(ks['reason']) + ')'}")
     print(f"time: {a.blocks} alternating blocks of {a.block} real trainer steps per stage in one process "
           f"({len(times['sft'])} / {len(times['lcdd'])} steps timed)")
-    for k in times: print(f"  {k:<11} trainer step: median {med[k]*1000:7.1f} ms  (min {min(times[k])*1000:.1f}, max {max(times[k])*1000:.1f})")
+    for k in times: print(f"  {k:<17} trainer step: median {med[k]*1000:7.1f} ms  (min {min(times[k])*1000:.1f}, max {max(times[k])*1000:.1f})")
     print(f"LCDD / plain SFT trainer step time ratio: {med['lcdd'] / med['sft']:.3f} (gates open), "
           f"{med['lcdd-sparse'] / med['sft']:.3f} (84 % of gates closed)  (target <= 1.15)")
+    if "lcdd-torch" in med:
+        print(f"  without the fused CPU kernels: {med['lcdd-torch'] / med['sft']:.3f} (gates open), {med['lcdd-sparse-torch'] / med['sft']:.3f} (closed)")
     step_mem = {k: max(r["step_peaks"][skip:]) - r["rss_before"] for k, r in res.items()}
     print(f"memory: one fresh process per stage, {a.steps} steps, peak resident memory of steps {skip + 1}+")
     for k, r in res.items():

@@ -13,6 +13,7 @@ from torch import nn
 from .equivalence import GATE_MAP, GATE_GROUPS, PROJECTIONS, GateSpec, expand_gqa, masked_weight
 from .gates import GateBank, hard_gate
 from .arch import ModelLayout, layout_of
+from .kernels import fused_compose, fused_gate_grads
 from .artefacts import save_json, load_json, save_tensors, load_tensors, save_hf_checkpoint
 
 # %% auto #0
@@ -41,12 +42,27 @@ def gate_mask(r, c, like: torch.Tensor, open_sides: tuple[bool, bool] | None = N
     if c_ones: return r[:, None]
     return torch.outer(r, c, out=_scratch(like, "mask"))
 
-def _compose(w_base, delta, mask: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
-    return torch.add(w_base, delta, out=out) if mask is None else torch.addcmul(w_base, delta, mask, out=out)
+def _compose(w_base, delta, r, c, open_sides: tuple[bool, bool], out: torch.Tensor) -> torch.Tensor:
+    "Compose into `out`: the fused CPU kernel where it applies, else torch operations."
+    if fused_compose(w_base, delta, r, c, out, open_sides): return out
+    if all(open_sides): return torch.add(w_base, delta, out=out)
+    return torch.addcmul(w_base, delta, gate_mask(r, c, delta, open_sides), out=out)
 
 def compose_weight(w_base, delta, r, c, out: torch.Tensor | None = None) -> torch.Tensor:
     "$W_{base} + (r c^\\top)\\odot\\Delta$ in one fused pass (into `out` if given, in `out`'s dtype); all-ones gates are not multiplied."
-    return _compose(w_base, delta, gate_mask(r, c, delta), torch.empty_like(delta) if out is None else out)
+    return _compose(w_base, delta, r, c, (bool(r.all()), bool(c.all())), torch.empty_like(delta) if out is None else out)
+
+def _gate_grads(gw, delta, r, c, open_sides, need_r: bool, need_c: bool, need_d: bool):
+    "$\\partial L/\\partial r$, $\\partial L/\\partial c$ (None where not needed) and $G_W$ masked in place if `need_d`: the CPU kernel's one pass, else torch operations."
+    res = fused_gate_grads(gw, delta, r, c, open_sides, need_r, need_c, need_d)
+    if res is not None: return res
+    gr = gc = None
+    if need_r or need_c:
+        g = torch.mul(gw, delta, out=_scratch(gw, "w"))     # the composed weight is no longer needed
+        if need_r: gr = g @ c
+        if need_c: gc = r @ g
+    if need_d and not all(open_sides): gw.mul_(gate_mask(r, c, delta, open_sides))
+    return gr, gc
 
 class GatedLinearFn(torch.autograd.Function):
     "$y = x\\,(W_{base} + (r c^\\top)\\odot\\Delta)^\\top + b$ with a hand-written backward for $x$, $\\Delta$, $r$ and $c$."
@@ -56,8 +72,8 @@ class GatedLinearFn(torch.autograd.Function):
         autocast = torch.is_autocast_enabled(dev)
         cdt = torch.get_autocast_dtype(dev) if autocast else w_base.dtype
         with torch.autocast(dev, enabled=False) if autocast else nullcontext():
-            ctx.open_sides = (bool(r.all()), bool(c.all()))       # which form the mask takes, decided once per step
-            w = _compose(w_base, delta, gate_mask(r, c, delta, ctx.open_sides), _scratch(delta, "w", cdt))
+            ctx.open_sides = (bool(r.all()), bool(c.all()))       # which form the gates take, decided once per step
+            w = _compose(w_base, delta, r, c, ctx.open_sides, _scratch(delta, "w", cdt))
             xc = x.to(cdt)
             y = F.linear(xc, w, None if bias is None else bias.to(cdt))
         ctx.save_for_backward(xc, w_base, delta, r, c)
@@ -71,17 +87,11 @@ class GatedLinearFn(torch.autograd.Function):
         dev = gy.device.type
         with torch.autocast(dev, enabled=False) if torch.is_autocast_enabled(dev) else nullcontext():
             gy = gy.to(x.dtype)
-            mask = gate_mask(r, c, delta, ctx.open_sides)     # once, for the recomposition and for dL/dDelta
-            if need_x: gx = gy @ _compose(w_base, delta, mask, _scratch(delta, "w", x.dtype))
+            if need_x: gx = gy @ _compose(w_base, delta, r, c, ctx.open_sides, _scratch(delta, "w", x.dtype))
             if need_d or need_r or need_c:
                 gw = (gy.reshape(-1, gy.shape[-1]).T @ x.reshape(-1, x.shape[-1])).to(delta.dtype)
-                if need_r or need_c:
-                    g = torch.mul(gw, delta, out=_scratch(gw, "w"))     # the composed weight is no longer needed
-                    if need_r: gr = g @ c
-                    if need_c: gc = r @ g
-                if need_d:
-                    if mask is not None: gw.mul_(mask)
-                    gd = gw
+                gr, gc = _gate_grads(gw, delta, r, c, ctx.open_sides, need_r, need_c, need_d)
+                if need_d: gd = gw                                 # dL/dDelta = G_W * r c^T, formed in place
         return gx, None, gd, gr, gc, None
 
 # %% ../nbs/03_carrier.ipynb #56094087
