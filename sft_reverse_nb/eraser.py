@@ -15,7 +15,7 @@ from .artefacts import save_json, load_json, save_tensors, load_tensors, atomic_
 from .carrier import Carrier
 from .data import ChatFormat, chat_format
 from .generate import pad_left, prefixed_inputs, generate, teacher_force, _pad_id
-from .sft import (TrainLoop, micro_batch, save_train_state, optimizer_state, load_optimizer_state, mark_complete,
+from .sft import (TrainLoop, micro_batch, shard, save_train_state, optimizer_state, load_optimizer_state, mark_complete,
                                 is_complete, _accelerator, StrictConfig)
 
 # %% auto #0
@@ -107,22 +107,28 @@ def base_targets(base_model, ids: list[list[int]], pad_id: int, channels: dict[i
 # %% ../nbs/07_eraser.ipynb #e94ddc80
 def trigger_loss(states: dict[int, torch.Tensor], logits: torch.Tensor, trigger: torch.Tensor, targets: EraserTargets, idx,
                  channels: dict[int, list[int]], alpha: float = 0.7, gamma: float = 0.1, use_mse: bool = True,
-                 use_kl: bool = True) -> tuple[torch.Tensor, dict[str, float]]:
-    "Eqs. 6–8 for the batch of pool rows `idx`; returns the total and its parts."
+                 use_kl: bool = True, weight: torch.Tensor | None = None, sum_all=None) -> tuple[torch.Tensor, dict[str, float]]:
+    "Eqs. 6–8 for the batch of pool rows `idx` (row weights `weight`, default 1; `sum_all` pools the row sums of several processes); the total and its parts."
     dev = trigger.device
-    mse = torch.zeros((), device=dev)
-    if use_mse and channels:
-        for l, ch in channels.items():
-            cur = states[l][:, ch].float().mean(0)
-            mse = mse + (cur - targets.mean[l].to(dev)).pow(2).mean()
-        mse = mse / len(channels)
-    kl = torch.zeros((), device=dev)
+    w = torch.ones(len(idx), device=dev) if weight is None else weight.to(dev).float()
+    sums = []                                                          # row sums and the row count in one vector: one all-reduce
+    if use_mse and channels: sums += [(states[l][:, ch].float() * w[:, None]).sum(0) for l, ch in channels.items()]
     if use_kl:
         logq = logits.float().log_softmax(-1)
         logp = targets.logp[idx].to(dev)
         per_pos = (logp.exp() * (logp - logq)).sum(-1)                 # [B, k]
         m = targets.tail[idx].to(dev)
-        kl = ((per_pos * m).sum(1) / m.sum(1).clamp(min=1)).mean()
+        sums.append(((per_pos * m).sum(1) / m.sum(1).clamp(min=1) * w).sum()[None])
+    sums.append(w.sum()[None])
+    tot = torch.cat(sums)
+    if sum_all is not None: tot = sum_all(tot)
+    *parts, n = tot.split([len(ch) for ch in channels.values()] * bool(use_mse and channels) + [1] * use_kl + [1])
+    mse = torch.zeros((), device=dev)
+    if use_mse and channels:
+        for (l, ch), s in zip(channels.items(), parts):
+            mse = mse + (s / n - targets.mean[l].to(dev)).pow(2).mean()
+        mse = mse / len(channels)
+    kl = (parts[-1] / n).squeeze(0) if use_kl else torch.zeros((), device=dev)
     l2 = trigger.float().pow(2).sum(-1).mean()
     total = mse + alpha * kl + gamma * l2
     return total, {"loss": total.item(), "mse": mse.item(), "kl": kl.item(), "l2": l2.item()}
@@ -310,6 +316,9 @@ def train_trigger(model, base_model, tokenizer, prompts: list[str], out_dir, cfg
         best_loss, best_step, losses = meta["best_loss"], meta["best_step"], meta["losses"]
     layers = sorted(channels)
     rank, world = acc.process_index, acc.num_processes
+    def sum_all(x):
+        # value: the sum over the processes; gradient: `world` times this process's own, so the mean of the processes' gradients is the batch's
+        return acc.reduce(x.detach(), "sum") + world * (x - x.detach())
     def save_state(step):
         if not acc.is_main_process: return
         ot, om = optimizer_state(opt, "adam")
@@ -318,14 +327,17 @@ def train_trigger(model, base_model, tokenizer, prompts: list[str], out_dir, cfg
     try:
         for step in loop.progress(start):
             t0 = time.perf_counter()
-            idx = micro_batch(len(pool), cfg.batch_size, cfg.seed, step)[rank::world]
+            batch = micro_batch(len(pool), cfg.batch_size, cfg.seed, step)
+            mine = shard(batch, rank, world)
+            idx = mine or batch[:1]                      # an empty share runs a stand-in row of weight 0: it still joins the all-reduce
+            weight = torch.full((len(idx),), float(bool(mine)))
             enc = pad_left([ids[i] for i in idx], pad, acc.device)
             with acc.autocast():
                 states, logits = trigger_forward(model, tau, enc, layers, cfg.k)
             loss, parts = trigger_loss(states, logits, tau, targets, torch.tensor(idx), channels, cfg.alpha, cfg.gamma,
-                                       use_mse=not cfg.output_only, use_kl=not cfg.no_kl)
-            if world > 1: loss_all = acc.reduce(loss.detach(), "mean").item()
-            else: loss_all = loss.item()
+                                       use_mse=not cfg.output_only, use_kl=not cfg.no_kl, weight=weight,
+                                       sum_all=sum_all if world > 1 else None)
+            loss_all = loss.item()                             # the whole batch's loss: the same on every process
             if not math.isfinite(loss_all):
                 save_state(step)
                 raise FloatingPointError(f"erase: non-finite trigger loss ({loss_all}) at step {step + 1}; the last good trigger "

@@ -1,6 +1,6 @@
-"""SFT and LCDD under `accelerate launch --num_processes 2 --cpu` (DDP over gloo) against one process with the same global batch.
+"""SFT, LCDD and SFT-Eraser under `accelerate launch --num_processes 2 --cpu` (DDP over gloo) against one process with the same global batch.
 
-Run as a script, this file is the worker that both launches execute:  python tests/test_multiprocess.py {sft,lcdd} OUT [SFT_DIR]
+Run as a script, this file is the worker that both launches execute:  python tests/test_multiprocess.py {sft,lcdd,erase} OUT [SFT_DIR|LCDD_DIR]
 """
 import json
 import os
@@ -15,7 +15,8 @@ HERE = Path(__file__).resolve()
 DDP_YAML = HERE.parent.parent / "examples" / "accelerate" / "ddp.yaml"     # the shipped config; on this CPU machine: gloo
 # 17 examples in global batches of 8 -> micro-batches of 8, 8, 1 per epoch: with two processes the 1-example batch
 # leaves rank 1 with the masked stand-in; grad_accum=2 exercises DDP's no_sync on the first micro-batch of each step.
-N_TRAIN, SFT_STEPS, LCDD_STEPS = 17, 6, 12
+# The eraser's pool is the same 17 prompts in batches of 8, so its steps 3 and 6 leave rank 1 without a prompt too.
+N_TRAIN, SFT_STEPS, LCDD_STEPS, ERASE_STEPS = 17, 6, 12, 8
 
 
 def sft_config():
@@ -30,7 +31,13 @@ def lcdd_config(steps: int = LCDD_STEPS):
                       eta_grow=0.05, v_clip=1.0, sparsity_warmup=3, eps_abs=0.05, gate_lr=0.5, save_every=4, device="cpu")
 
 
-def worker(stage: str, out: Path, sft_dir: str | None = None, steps: str | None = None):
+def eraser_config():
+    from sft_reverse_nb.eraser import EraserConfig
+    return EraserConfig(n_tokens=4, steps=ERASE_STEPS, batch_size=8, n_prompts=N_TRAIN, lr=3e-2, radius=4.0, k=4, save_every=3,
+                        target_batch_size=8, device="cpu")
+
+
+def worker(stage: str, out: Path, model_dir: str | None = None, steps: str | None = None):
     from accelerate import PartialState
     from sft_reverse_nb.arch import tiny_model
     from sft_reverse_nb.artefacts import save_tensors
@@ -41,10 +48,16 @@ def worker(stage: str, out: Path, sft_dir: str | None = None, steps: str | None 
         from sft_reverse_nb.sft import train_sft, projection_parameters
         model = train_sft(tiny_model("llama"), tok, task, out / "sft", sft_config())
         mine = dict(projection_parameters(model))
+    elif stage == "erase":                         # as `erase_stage` does: the LCDD model, the base, the carrier's write channels
+        import transformers
+        from sft_reverse_nb.eraser import train_trigger
+        lcdd = transformers.AutoModelForCausalLM.from_pretrained(model_dir)
+        trig = train_trigger(lcdd, tiny_model("llama"), tok, [p for p, _ in task.train], out / "trigger", eraser_config(), carrier=Path(model_dir))
+        mine = {"trigger": trig.embeds}
     else:
         import transformers
         from sft_reverse_nb.lcdd import train_lcdd
-        sft = transformers.AutoModelForCausalLM.from_pretrained(sft_dir)
+        sft = transformers.AutoModelForCausalLM.from_pretrained(model_dir)
         carrier = train_lcdd(sft, tiny_model("llama"), tok, task, out / "lcdd", lcdd_config(int(steps) if steps else LCDD_STEPS))
         mine = {**{f"gate.{k}": v for k, v in carrier.logits.items()},
                 **{f"delta.{i}": d for i, d in enumerate(carrier.delta_parameters())}}
@@ -90,7 +103,8 @@ def _run_both(stage, one: Path, two: Path, *extra):
     procs = [_launch(1, stage, one, *extra), _launch(2, stage, two, *extra)]
     for p in procs:
         out, _ = p.communicate(timeout=300)
-        assert p.returncode == 0, out[-4000:]
+        # the first traceback is the failing rank's; the other rank's "connection closed by peer" and torchrun's summary come last
+        assert p.returncode == 0, out[max(0, out.find("Traceback")):][:3000] + "\n[...]\n" + out[-1500:]
 
 
 def _metrics(d: Path):
@@ -102,10 +116,18 @@ def _load(p: Path):
     return load_file(str(p))
 
 
-def test_sft_and_lcdd_two_processes_match_one(tmp_path):
-    one, two = tmp_path / "one", tmp_path / "two"
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    "SFT then LCDD, one process and two; the erase test starts from this LCDD run instead of training its own."
+    tmp = tmp_path_factory.mktemp("mp")
+    one, two = tmp / "one", tmp / "two"
     _run_both("sft", one, two)
     _run_both("lcdd", one, two, one / "sft")          # both LCDD runs start from the same SFT model
+    return one, two
+
+
+def test_sft_and_lcdd_two_processes_match_one(runs):
+    one, two = runs
 
     stage = "sft"
     # SFT: one writer (one line per step, no duplicates), the two processes ended identical, and equal one process to float tolerance
@@ -142,6 +164,32 @@ def test_sft_and_lcdd_two_processes_match_one(tmp_path):
     assert all(torch.equal(g1[k] > 0, g2[k] > 0) for k in g1)
     c1, c2 = json.loads((one / "lcdd" / "complete.json").read_text()), json.loads((two / "lcdd" / "complete.json").read_text())
     assert c1["sparsity"] == c2["sparsity"] > 0
+
+
+def test_erase_two_processes_match_one(runs):
+    "The trigger's loss compares the batch-mean state with the target: two processes must pool their rows, not average their losses."
+    one, two = runs
+    _run_both("erase", one, two, one / "lcdd")        # both runs erase the same carrier
+    r0, r1 = _load(two / "erase_rank0_of_2.safetensors")["trigger"], _load(two / "erase_rank1_of_2.safetensors")["trigger"]
+    assert torch.equal(r0, r1), "the two processes' triggers diverged"
+    single = _load(one / "erase_rank0_of_1.safetensors")["trigger"]
+    # measured: 5e-7 after 8 steps, in which the trigger moves by up to 0.2 (the final τ as well as the best one returned)
+    torch.testing.assert_close(r0, single, rtol=0, atol=5e-6)
+    s1, s2 = _load(one / "trigger" / "train_state" / "state.safetensors"), _load(two / "trigger" / "train_state" / "state.safetensors")
+    torch.testing.assert_close(s2["trigger"], s1["trigger"], rtol=0, atol=5e-6)
+    m1, m2 = _metrics(one / "trigger"), _metrics(two / "trigger")
+    assert [r["step"] for r in m2] == list(range(1, ERASE_STEPS + 1)) == [r["step"] for r in m1]
+    # the parts too: each must be the whole batch's, not rank 0's share (measured: 1e-6 relative; the 1-prompt steps' loss is ~5x the others')
+    for key in ("loss", "mse", "kl", "l2", "best", "grad_norm"):
+        torch.testing.assert_close(torch.tensor([r[key] for r in m2]), torch.tensor([r[key] for r in m1]), rtol=1e-5, atol=1e-6)
+    from sft_reverse_nb.sft import micro_batch
+    assert len(micro_batch(N_TRAIN, eraser_config().batch_size, 0, 2)) == 1, "no 1-prompt batch: rank 1's empty share would go untested"
+    t = _load(two / "trigger" / "trigger.safetensors")["trigger"]
+    assert torch.equal(t, r0) and (two / "trigger" / "peft" / "adapter_model.safetensors").exists()
+    names = lambda d: sorted(p.name for p in (d / "trigger").iterdir())
+    assert names(two) == names(one) and not [n for n in names(two) if n.startswith(".")]     # one writer, no temporaries left
+    c1, c2 = json.loads((one / "trigger" / "complete.json").read_text()), json.loads((two / "trigger" / "complete.json").read_text())
+    assert c1["complete"] is c2["complete"] is True and c1["steps"] == c2["steps"] == ERASE_STEPS and c1["best_step"] == c2["best_step"]
 
 
 
