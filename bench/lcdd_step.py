@@ -20,7 +20,7 @@ what the kernels save is measured under the same machine noise.
 `--seq 64` (default) is DESIGN.md §6's workload (batch 8 x 64, whole-sequence loss); `--seq 0` uses the
 task's own examples (about 45 tokens, response-only loss) as the CPU preset trains on them.
 """
-import argparse, json, os, statistics, subprocess, sys, tempfile, threading, time
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 
@@ -82,6 +82,7 @@ def timing(blocks: int, block: int, mp: str, seq: int, kernels: str, skip: int =
                 else: train_lcdd(copy.deepcopy(sft), base, tok, task, out/stage, LCDDConfig(**common, sparsity_warmup=30, **SPARSE.get(stage.removesuffix("-torch"), {})),
                                  callbacks=[cb])
             except Stop: pass
+    shutil.rmtree(out, ignore_errors=True)                 # the runs' checkpoints: several GB
     return {k: list(v.values()) for k, v in times.items()}
 
 
@@ -106,6 +107,7 @@ def worker(stage: str, steps: int, mp: str, seq: int):
     with PeakRSS() as mem:
         if stage == "sft": train_sft(sft, tok, task, out/"sft", TrainConfig(**common), callbacks=[cb])
         else: train_lcdd(sft, base, tok, task, out/"lcdd", LCDDConfig(**common, sparsity_warmup=30), callbacks=[cb])
+    shutil.rmtree(out, ignore_errors=True)
     print(json.dumps({"stage": stage, "secs": secs, "step_peaks": step_peaks, "rss_before": before, "rss_peak": mem.peak}))
 
 
