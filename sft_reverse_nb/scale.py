@@ -39,8 +39,8 @@ SHARDINGS = ("none", "zero2", "zero3")
 
 def memory_estimate(n_params: int, n_proj: int, n_gates: int, stage: str = "lcdd", n_gpus: int = 1, sharding: str = "none",
                     weight_bytes: int = 2, grad_bytes: int = 2, optim_bytes: int = 8, activations_gb: float = 0.0,
-                    n_buffer: int = 0, autocast_bytes: int | None = None) -> dict[str, float]:
-    "Per-GPU GB of one SFT or LCDD step, term by term (`sharding`: 'none' = one GPU or DDP, 'zero2', 'zero3'), with the total; `n_buffer` from `model_counts`, `autocast_bytes` when matmuls run in an autocast dtype."
+                    n_buffer: int = 0, autocast_bytes: int | None = None, fused: bool = False) -> dict[str, float]:
+    "Per-GPU GB of one SFT or LCDD step, term by term (`sharding`: 'none' = one GPU or DDP, 'zero2', 'zero3'), with the total; `n_buffer` from `model_counts`, `autocast_bytes` when matmuls run in an autocast dtype, `fused` for the CPU kernels' single buffer."
     if stage not in ("sft", "lcdd"): raise ValueError(f"stage must be 'sft' or 'lcdd', got {stage!r}")
     if sharding not in SHARDINGS: raise ValueError(f"sharding must be one of {SHARDINGS}, got {sharding!r}")
     if n_gpus < 1: raise ValueError(f"n_gpus must be >= 1, got {n_gpus}")
@@ -49,7 +49,8 @@ def memory_estimate(n_params: int, n_proj: int, n_gates: int, stage: str = "lcdd
     out = {"weights": n_params * weight_bytes / w}
     if stage == "lcdd":
         out["deltas"] = n_proj * weight_bytes / w
-        out["step buffers"] = n_buffer * (2 * weight_bytes if autocast_bytes is None else autocast_bytes + 2 * weight_bytes)
+        compute = weight_bytes if autocast_bytes is None else autocast_bytes
+        out["step buffers"] = n_buffer * (compute if fused else 2 * weight_bytes if autocast_bytes is None else compute + 2 * weight_bytes)
         out["gate logits"] = n_gates * 4 * 2 / w
     out["gradients"] = n_proj * grad_bytes / opt
     out["AdamW states"] = n_proj * optim_bytes / opt
