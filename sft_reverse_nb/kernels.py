@@ -4,10 +4,10 @@
 
 # %% ../nbs/02a_kernels.ipynb #f966a7f5
 from __future__ import annotations
-import ctypes, hashlib, os, platform, shutil, subprocess, tempfile, warnings
+import ctypes, hashlib, os, platform, shutil, subprocess, warnings
 from pathlib import Path
 import torch
-from .artefacts import cache_dir
+from .artefacts import atomic_path, cache_dir
 
 # %% auto #0
 __all__ = ['CPU_KERNELS_C', 'build_cpu_kernels', 'cpu_kernels', 'use_cpu_kernels', 'kernel_status', 'fused_compose',
@@ -15,6 +15,9 @@ __all__ = ['CPU_KERNELS_C', 'build_cpu_kernels', 'cpu_kernels', 'use_cpu_kernels
 
 # %% ../nbs/02a_kernels.ipynb #58a0d5a6
 CPU_KERNELS_C = r"""
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +94,6 @@ int sftr_gate_grads(float *gw, const float *d, const float *r, const float *c, f
   return 0;
 }
 """
-CPU_KERNELS_C = "#ifdef _OPENMP\n#include <omp.h>\n#endif\n" + CPU_KERNELS_C
 
 # %% ../nbs/02a_kernels.ipynb #7f88a04f
 _FLAG_SETS = (["-O3", "-march=native", "-fopenmp"], ["-O3", "-fopenmp"], ["-O3", "-march=native"], ["-O3"])
@@ -105,14 +107,12 @@ def _cpu_signature() -> str:
 
 def _compile(cc: str, flags: list[str], src: Path, dest: Path) -> str | None:
     "Compile `src` to the shared library `dest` (atomically); None on success, else the compiler's complaint."
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent); os.close(fd)
     try:
-        r = subprocess.run([cc, *flags, "-shared", "-fPIC", str(src), "-o", tmp, "-lm"], capture_output=True, text=True, timeout=120)
-        if r.returncode: return (r.stderr or r.stdout).strip()[-500:] or f"exit status {r.returncode}"
-        os.replace(tmp, dest); return None
-    except (OSError, subprocess.SubprocessError) as e: return str(e)
-    finally:
-        if os.path.exists(tmp): os.unlink(tmp)
+        with atomic_path(dest) as tmp:
+            r = subprocess.run([cc, *flags, "-shared", "-fPIC", str(src), "-o", str(tmp), "-lm"], capture_output=True, text=True, timeout=120)
+            if r.returncode: raise RuntimeError((r.stderr or r.stdout).strip()[-500:] or f"exit status {r.returncode}")
+        return None
+    except (OSError, subprocess.SubprocessError, RuntimeError) as e: return str(e)
 
 def _configure(lib: ctypes.CDLL) -> ctypes.CDLL:
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
@@ -134,8 +134,7 @@ def build_cpu_kernels(force: bool = False) -> Path:
         dest = out/f"sftr_cpu_{key}.so"
         if dest.exists() and not force: return dest
         src = out/f"sftr_cpu_{key}.c"
-        fd, tmp = tempfile.mkstemp(dir=out, suffix=".c"); os.close(fd)
-        Path(tmp).write_text(CPU_KERNELS_C); os.replace(tmp, src)
+        with atomic_path(src) as tmp: tmp.write_text(CPU_KERNELS_C)
         err = _compile(cc, flags, src, dest)
         if err is None: return dest
         errors.append(f"{' '.join(flags)}: {err.splitlines()[-1] if err else ''}")
@@ -170,6 +169,10 @@ def _applies(*ts: torch.Tensor) -> bool:
 
 def _ptr(t: torch.Tensor | None): return None if t is None else t.data_ptr()
 
+def _gate_ptrs(r, c, open_sides) -> tuple:
+    "The gate vectors' addresses for the kernels; an all-ones side is a null pointer (never multiplied)."
+    return _ptr(None if open_sides[0] else r), _ptr(None if open_sides[1] else c)
+
 def fused_compose(w_base: torch.Tensor, delta: torch.Tensor, r: torch.Tensor, c: torch.Tensor, out: torch.Tensor,
                   open_sides: tuple[bool, bool]) -> bool:
     "Write $W_{base} + (r c^\\top)\\odot\\Delta$ into `out` (float32 or bfloat16) with the CPU kernel; False (nothing written) when it does not apply."
@@ -178,8 +181,8 @@ def fused_compose(w_base: torch.Tensor, delta: torch.Tensor, r: torch.Tensor, c:
     lib = cpu_kernels()
     if lib is None: return False
     R, C = out.shape
-    lib.sftr_compose(out.data_ptr(), int(out.dtype == torch.bfloat16), w_base.data_ptr(), delta.data_ptr(),
-                     None if open_sides[0] else r.data_ptr(), None if open_sides[1] else c.data_ptr(), R, C, torch.get_num_threads())
+    lib.sftr_compose(out.data_ptr(), int(out.dtype == torch.bfloat16), w_base.data_ptr(), delta.data_ptr(), *_gate_ptrs(r, c, open_sides),
+                     R, C, torch.get_num_threads())
     return True
 
 def fused_gate_grads(gw: torch.Tensor, delta: torch.Tensor, r: torch.Tensor, c: torch.Tensor, open_sides: tuple[bool, bool],
@@ -192,7 +195,7 @@ def fused_gate_grads(gw: torch.Tensor, delta: torch.Tensor, r: torch.Tensor, c: 
     gr = torch.empty(R, dtype=gw.dtype) if need_r else None
     gc = torch.empty(C, dtype=gw.dtype) if need_c else None
     masked = mask and not all(open_sides)
-    if lib.sftr_gate_grads(gw.data_ptr(), delta.data_ptr(), None if open_sides[0] else r.data_ptr(), None if open_sides[1] else c.data_ptr(),
-                           _ptr(gr), _ptr(gc), R, C, int(masked), torch.get_num_threads()):
+    if lib.sftr_gate_grads(gw.data_ptr(), delta.data_ptr(), *_gate_ptrs(r, c, open_sides), _ptr(gr), _ptr(gc), R, C, int(masked),
+                           torch.get_num_threads()):
         raise MemoryError(f"the gate-gradient kernel could not allocate {torch.get_num_threads()} x {C} floats")
     return gr, gc

@@ -50,7 +50,9 @@ def memory_estimate(n_params: int, n_proj: int, n_gates: int, stage: str = "lcdd
     if stage == "lcdd":
         out["deltas"] = n_proj * weight_bytes / w
         compute = weight_bytes if autocast_bytes is None else autocast_bytes
-        out["step buffers"] = n_buffer * (compute if fused else 2 * weight_bytes if autocast_bytes is None else compute + 2 * weight_bytes)
+        # the composed weight; with torch operations also the gate mask, and G_W*Delta apart from it when the dtypes differ
+        per_element = compute if fused else compute + weight_bytes + (0 if autocast_bytes is None else weight_bytes)
+        out["step buffers"] = n_buffer * per_element
         out["gate logits"] = n_gates * 4 * 2 / w
     out["gradients"] = n_proj * grad_bytes / opt
     out["AdamW states"] = n_proj * optim_bytes / opt
