@@ -15,6 +15,7 @@ from .artefacts import save_json, load_json, save_tensors, load_tensors, atomic_
 from .carrier import Carrier
 from .data import ChatFormat, chat_format
 from .generate import pad_left, prefixed_inputs, generate, teacher_force, _pad_id
+from .sharding import fsdp_settings
 from .sft import (TrainLoop, micro_batch, shard, save_train_state, optimizer_state, load_optimizer_state, mark_complete,
                                 is_complete, _accelerator, StrictConfig)
 
@@ -300,6 +301,7 @@ def train_trigger(model, base_model, tokenizer, prompts: list[str], out_dir, cfg
     _check_context(model, cfg.n_tokens, ids)
     pad = _pad_id(tokenizer)
     acc = _accelerator(cfg)
+    if fsdp_settings(acc) and acc.is_main_process: print("erase: FSDP launch: the frozen model is kept whole on every process (only the trigger trains)")
     torch.manual_seed(cfg.seed)                     # the stage's randomness follows the seed; a resume restores the saved state
     loop = TriggerLoop(out_dir, cfg, len(pool), "erase", callbacks, acc.process_index, acc.num_processes)
     base_model.to(acc.device)

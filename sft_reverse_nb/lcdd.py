@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from .carrier import Carrier
+from .sharding import full_tensor, fsdp_settings, ShardedTwin, clip_grad_norm
 from .data import TaskData, ChatFormat, chat_format
 from .sft import (TrainConfig, TrainLoop, save_train_state, optimizer_state, load_optimizer_state, mark_complete,
                                 is_complete, token_loss_sum, _accelerator, _check_loss, _sync_unless, adamw)
@@ -156,14 +157,6 @@ def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer,
                                  init_mean=cfg.init_mean, init_std=cfg.init_std)
     loop = TrainLoop(out_dir, cfg, examples, pad, "lcdd" + (f" (mask-only {cfg.mask_only})" if cfg.mask_only else ""), callbacks,
                      acc.process_index, acc.num_processes)             # creates out_dir: after the model checks
-    model = carrier.model.to(acc.device).train()
-    deltas, gates = carrier.delta_parameters(), carrier.gate_parameters()
-    if cfg.mask_only:
-        for d in deltas: d.requires_grad_(False)
-    opt_d = adamw(deltas, cfg.lr, cfg.weight_decay)
-    opt_g = torch.optim.SGD(gates, lr=cfg.gate_lr, momentum=cfg.gate_momentum)
-    from transformers import get_scheduler
-    sched = get_scheduler(cfg.schedule, opt_d, num_warmup_steps=cfg.warmup_steps, num_training_steps=loop.total)
     ctrl = cfg.controller()
     stopper = EarlyStop(cfg.stop_window, cfg.stop_patience, cfg.stall_tol, cfg.overprune)
     torch.manual_seed(cfg.seed)                                     # randomness follows the seed; a resume restores the saved state
@@ -171,61 +164,86 @@ def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer,
     if tensors is not None:
         with torch.no_grad():
             for k, p in _state_tensors(carrier).items(): p.copy_(tensors[k])
+    # FSDP trains a sharded working copy (`work`) and writes gates and deltas back into `carrier` at the end
+    fsdp = fsdp_settings(acc)
+    twin = ShardedTwin(carrier.model, acc.device, fsdp) if fsdp else None
+    launch = {"processes": acc.num_processes, "sharding": "fsdp" if twin else "none"}
+    if twin and loop.is_main: print(f"lcdd: FSDP2, each of {acc.num_processes} processes holds a shard of every layer (gate logits whole)")
+    if twin:
+        work = Carrier(twin.model, twin.layout, [l.carrier_gates for l in twin.layout.layers], carrier.outside_base, carrier.keep_sft_norms, [])
+        model = twin.model
+    else: work, model = carrier, carrier.model.to(acc.device)
+    model.train()
+    deltas, gates = work.delta_parameters(), work.gate_parameters()
+    if cfg.mask_only:
+        for d in deltas: d.requires_grad_(False)
+    opt_d = adamw(deltas, cfg.lr, cfg.weight_decay)
+    opt_g = torch.optim.SGD(gates, lr=cfg.gate_lr, momentum=cfg.gate_momentum)
+    from transformers import get_scheduler
+    sched = get_scheduler(cfg.schedule, opt_d, num_warmup_steps=cfg.warmup_steps, num_training_steps=loop.total)
+    if tensors is not None:
         load_optimizer_state(opt_d, tensors, meta["opt_delta"], "adamw"); load_optimizer_state(opt_g, tensors, meta["opt_gate"], "sgd")
         sched.load_state_dict(meta["scheduler"]); ctrl.load_state_dict(meta["controller"]); stopper.load_state_dict(meta["early_stop"])
     raw = (opt_d, opt_g)
-    model, opt_d, opt_g = acc.prepare(model, opt_d, opt_g)
+    if not twin: model, opt_d, opt_g = acc.prepare(model, opt_d, opt_g)
     stop_reason, step = None, start
     for step in loop.progress(start):
         t0, w, lam, total = time.perf_counter(), ctrl.weight(), ctrl.lam, torch.zeros((), device=acc.device)
         mbs = loop.batches(step, acc.device)
         for j, (b, n) in enumerate(mbs):
             last = j == len(mbs) - 1
-            with _sync_unless(acc, model, last):
+            with _sync_unless(acc, model, last, twin):
                 with acc.autocast():
                     logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
                     if cfg.mask_only == "kl":
                         with torch.no_grad(): ref = reference(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
                         loss = _kl_to_reference(logits, ref, b["labels"]) / (n * cfg.grad_accum)
                     else: loss = token_loss_sum(logits, b["labels"]) / (n * cfg.grad_accum)
-                objective = loss * acc.num_processes                 # DDP averages gradients; the shares' losses add up
-                if last: pen = carrier.penalty(); objective = objective + lam * w * pen
+                objective = loss * acc.num_processes                 # DDP/FSDP average gradients; the shares' losses add up
+                if last: pen = work.penalty(); objective = objective + lam * w * pen
                 acc.backward(objective)
             total += loss.detach()
+        if twin: twin.reduce_replicated_grads()                      # the whole gate logits: averaged like DDP would
         task_loss = acc.reduce(total, "sum").item()                  # global task loss: the controller is the same on every process
         _check_loss(task_loss, step + 1, "lcdd", loop)
-        if cfg.max_grad_norm and not cfg.mask_only: acc.clip_grad_norm_(deltas, cfg.max_grad_norm)
+        if cfg.max_grad_norm and not cfg.mask_only:
+            clip_grad_norm(deltas, cfg.max_grad_norm) if twin else acc.clip_grad_norm_(deltas, cfg.max_grad_norm)
         opt_d.step(); opt_g.step(); sched.step(); opt_d.zero_grad(set_to_none=True); opt_g.zero_grad(set_to_none=True)
         ctrl.update(task_loss)
-        active = carrier.n_active()
+        active = work.n_active()
         if cfg.early_stop: stop_reason = stopper(task_loss, active, ctrl.baseline)
         if (step + 1) % cfg.log_every == 0 or step + 1 == loop.total or stop_reason:
             loop.log(step + 1, {"loss": task_loss, "ema": ctrl.ema_hat, "lambda": ctrl.lam, "epsilon": ctrl.epsilon, "w": w,
                                 "penalty": pen.item(), "sparsity": 1 - active / carrier.layout.n_gates, "active": active,
                                 "sec": time.perf_counter() - t0})
         if loop.should_save(step + 1) and not stop_reason:
-            if loop.is_main: _save_lcdd_state(loop, step + 1, carrier, raw, sched, ctrl, stopper)
+            _save_lcdd_state(loop, step + 1, work, raw, sched, ctrl, stopper)
             acc.wait_for_everyone()
         if stop_reason:
             if loop.is_main: print(f"lcdd: early stop at step {step + 1}: {stop_reason}")
             break
     final_step = step + 1 if loop.total > start else start
-    carrier.model = acc.unwrap_model(model).eval()
+    _save_lcdd_state(loop, final_step, work, raw, sched, ctrl, stopper)
+    if twin: twin.copy_back()
+    else: carrier.model = acc.unwrap_model(model)
+    carrier.model.eval()
     if loop.is_main:                                                  # one writer; complete.json last
-        _save_lcdd_state(loop, final_step, carrier, raw, sched, ctrl, stopper)
         carrier.save(out_dir, deltas=False)
         carrier.save_merged(out_dir, tokenizer)
         mark_complete(out_dir, {"stage": "lcdd", "steps": final_step, "stop_reason": stop_reason, "sparsity": carrier.sparsity(),
-                                "lambda": ctrl.lam, "epsilon": ctrl.epsilon, "baseline": ctrl.baseline,
+                                "lambda": ctrl.lam, "epsilon": ctrl.epsilon, "baseline": ctrl.baseline, "launch": launch,
                                 "config": asdict(cfg), "task": task.task, "source": task.source})
     acc.wait_for_everyone()
     return carrier
 
 def _save_lcdd_state(loop, step, carrier, opts, sched, ctrl, stopper):
+    "Gather the state (whole tensors; every process takes part) and write it from the main process."
+    state = {k: full_tensor(t) for k, t in _state_tensors(carrier).items()}
     od, md = optimizer_state(opts[0], "adamw"); og, mg = optimizer_state(opts[1], "sgd")
-    save_train_state(loop.state_dir, step, {**_state_tensors(carrier), **od, **og},
-                     {"opt_delta": md, "opt_gate": mg, "scheduler": sched.state_dict(), "controller": ctrl.state_dict(),
-                      "early_stop": stopper.state_dict()})
+    if loop.is_main:
+        save_train_state(loop.state_dir, step, {**state, **od, **og},
+                         {"opt_delta": md, "opt_gate": mg, "scheduler": sched.state_dict(), "controller": ctrl.state_dict(),
+                          "early_stop": stopper.state_dict()})
 
 # %% ../nbs/06_lcdd.ipynb #a1013779
 from fastcore.basics import patch

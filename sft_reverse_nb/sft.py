@@ -14,6 +14,7 @@ from .arch import layout_of, resolve_device
 from .artefacts import atomic_dir, atomic_path, save_json, load_json, save_tensors, load_tensors, save_hf_checkpoint
 from .data import TaskData, ChatFormat, chat_format, collate
 from .equivalence import PROJECTIONS
+from .sharding import full_tensor, shard_like, fsdp_settings, ShardedTwin, clip_grad_norm
 
 # %% auto #0
 __all__ = ['FUSED_ADAMW_DEVICES', 'STATE_FORMAT', 'StrictConfig', 'TrainConfig', 'micro_batch', 'shard', 'n_targets',
@@ -116,22 +117,23 @@ def adamw(params, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
 
 # %% ../nbs/05_sft.ipynb #b4131085
 def optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
-    "Split `opt.state_dict()` into tensors (for safetensors) and JSON metadata."
+    "Split `opt.state_dict()` into tensors (for safetensors; sharded ones gathered whole, so every process calls this) and JSON metadata."
     sd = opt.state_dict()
     tensors, scalars = {}, {}
     for pid, st in sd["state"].items():
         for k, v in st.items():
-            if torch.is_tensor(v): tensors[f"{prefix}.{pid}.{k}"] = v
+            if torch.is_tensor(v): tensors[f"{prefix}.{pid}.{k}"] = full_tensor(v)
             else: scalars[f"{pid}.{k}"] = v
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict, meta: dict, prefix: str):
-    "Inverse of `optimizer_state`."
+    "Inverse of `optimizer_state` (a state of a sharded parameter is sharded like it)."
+    params = [p for g in opt.param_groups for p in g["params"]]
     state = {}
     for k, v in tensors.items():
         if not k.startswith(prefix + "."): continue
         pid, name = k[len(prefix) + 1:].split(".", 1)
-        state.setdefault(int(pid), {})[name] = v
+        state.setdefault(int(pid), {})[name] = shard_like(v, params[int(pid)])
     for k, v in meta["scalars"].items():
         pid, name = k.split(".", 1)
         state.setdefault(int(pid), {})[name] = v
@@ -264,7 +266,7 @@ def _ddp_kwargs():
     return DistributedDataParallelKwargs(broadcast_buffers=False, gradient_as_bucket_view=True)
 
 def _accelerator(cfg: TrainConfig):
-    "An `Accelerator` for this stage (one process, or DDP under `accelerate launch`); a process may run stages with different precisions one after another."
+    "An `Accelerator` for this stage (one process, DDP or FSDP under `accelerate launch`); a process may run stages with different precisions one after another."
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
     from accelerate.utils import DistributedType
@@ -273,9 +275,12 @@ def _accelerator(cfg: TrainConfig):
     if AcceleratorState._shared_state and AcceleratorState().mixed_precision != cfg.mixed_precision:
         AcceleratorState._reset_state()      # accelerate's state is a process-wide singleton; the process group (if any) is kept
     acc = Accelerator(cpu=dev.type == "cpu", mixed_precision=cfg.mixed_precision, kwargs_handlers=[_ddp_kwargs()])
-    if acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        raise ValueError(f"this training loop supports one process or DDP, not {acc.distributed_type.value}; launch with "
-                         "examples/accelerate/ddp.yaml (the Running at scale notebook, 12_scale, gives the memory this needs and what sharding would take)")
+    if acc.distributed_type == DistributedType.DEEPSPEED:
+        raise ValueError("the training loops run one process, DDP or FSDP, not DeepSpeed; to shard a model over GPUs launch with "
+                         "examples/accelerate/fsdp.yaml (ZeRO-3-like), or examples/accelerate/ddp.yaml without sharding (the Running at scale "
+                         "notebook, 12_scale, gives the memory each needs)")
+    if cfg.mixed_precision == "fp16" and fsdp_settings(acc) is not None:
+        raise ValueError("mixed_precision='fp16' is not supported with FSDP (its loss scaling does not cover sharded gradients here); use 'bf16'")
     return acc
 
 def _check_loss(loss: float, step: int, desc: str, loop: TrainLoop | None = None):
@@ -287,9 +292,10 @@ def _check_loss(loss: float, step: int, desc: str, loop: TrainLoop | None = None
     raise FloatingPointError(f"{desc}: non-finite loss ({loss}) at step {step}; {where}. "
                              "Lower the learning rate (lr), keep max_grad_norm set, or use mixed_precision='no'")
 
-def _sync_unless(acc, model, last: bool):
-    "Accumulate gradients locally on all but the last micro-batch of a step (DDP all-reduces once per step)."
-    return contextlib.nullcontext() if last else acc.no_sync(model)
+def _sync_unless(acc, model, last: bool, twin: ShardedTwin | None = None):
+    "Accumulate gradients locally on all but the last micro-batch of a step (DDP all-reduces, FSDP reduce-scatters once per step)."
+    if last: return contextlib.nullcontext()
+    return twin.no_sync() if twin is not None else acc.no_sync(model)
 
 # %% ../nbs/05_sft.ipynb #6e23c05b
 def train_sft(model: nn.Module, tokenizer, task: TaskData, out_dir, cfg: TrainConfig = TrainConfig(), fmt: ChatFormat | None = None,
@@ -302,47 +308,56 @@ def train_sft(model: nn.Module, tokenizer, task: TaskData, out_dir, cfg: TrainCo
     examples = task.encode(fmt, cfg.loss_on, cfg.max_len)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     acc = _accelerator(cfg)
+    fsdp = fsdp_settings(acc)
     proj = freeze_outside_projections(model)
     loop = TrainLoop(out_dir, cfg, examples, pad, "sft", callbacks, acc.process_index, acc.num_processes)   # creates out_dir: after the checks
-    model.to(acc.device).train()
-    opt = adamw(proj.values(), cfg.lr, cfg.weight_decay)
-    from transformers import get_scheduler
-    sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=loop.total)
     torch.manual_seed(cfg.seed)                               # the stage's randomness (e.g. dropout) follows the seed; a resume restores it
     start, tensors, meta = loop.resume()
     if tensors is not None:
         with torch.no_grad():
             for n, p in proj.items(): p.copy_(tensors[f"param.{n}"])
+    # FSDP trains a sharded working copy and writes the result back into `model` at the end; otherwise `model` itself trains
+    twin = ShardedTwin(model, acc.device, fsdp) if fsdp else None
+    launch = {"processes": acc.num_processes, "sharding": "fsdp" if twin else "none"}
+    if twin and loop.is_main: print(f"sft: FSDP2, each of {acc.num_processes} processes holds a shard of every layer")
+    work = twin.model if twin else model.to(acc.device)
+    params = twin.parameters(proj) if twin else proj
+    work.train()
+    opt = adamw(params.values(), cfg.lr, cfg.weight_decay)
+    from transformers import get_scheduler
+    sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=loop.total)
+    if tensors is not None:
         load_optimizer_state(opt, tensors, meta["optimizer"], "adamw")
         sched.load_state_dict(meta["scheduler"])
     raw_opt = opt
-    model, opt = acc.prepare(model, opt)
+    if not twin: work, opt = acc.prepare(work, opt)
     for step in loop.progress(start):
         t0, total = time.perf_counter(), torch.zeros((), device=acc.device)
         mbs = loop.batches(step, acc.device)
         for j, (b, n) in enumerate(mbs):
-            with _sync_unless(acc, model, j == len(mbs) - 1):
+            with _sync_unless(acc, work, j == len(mbs) - 1, twin):
                 with acc.autocast():
-                    logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+                    logits = work(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
                     loss = token_loss_sum(logits, b["labels"]) / (n * cfg.grad_accum)
-                acc.backward(loss * acc.num_processes)      # DDP averages gradients over processes; the shares' losses add up
+                acc.backward(loss * acc.num_processes)      # DDP and FSDP average gradients over processes; the shares' losses add up
             total += loss.detach()
         task_loss = acc.reduce(total, "sum").item()          # the global loss, the same on every process
         _check_loss(task_loss, step + 1, "sft", loop)
-        gnorm = acc.clip_grad_norm_(list(proj.values()), cfg.max_grad_norm) if cfg.max_grad_norm else None
+        gnorm = None
+        if cfg.max_grad_norm:
+            gnorm = clip_grad_norm(params.values(), cfg.max_grad_norm) if twin else acc.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
         opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
         if (step + 1) % cfg.log_every == 0 or step + 1 == loop.total:
             loop.log(step + 1, {"loss": task_loss, "lr": sched.get_last_lr()[0], "grad_norm": gnorm, "sec": time.perf_counter() - t0})
         if loop.should_save(step + 1):
-            if loop.is_main:
-                ot, om = optimizer_state(raw_opt, "adamw")
-                save_train_state(loop.state_dir, step + 1, {**{f"param.{n}": p for n, p in proj.items()}, **ot},
-                                 {"optimizer": om, "scheduler": sched.state_dict()})
+            state = {f"param.{n}": full_tensor(p) for n, p in params.items()}    # gathers whole tensors under FSDP: every process takes part
+            ot, om = optimizer_state(raw_opt, "adamw")
+            if loop.is_main: save_train_state(loop.state_dir, step + 1, {**state, **ot}, {"optimizer": om, "scheduler": sched.state_dict()})
             acc.wait_for_everyone()
-    model = acc.unwrap_model(model).eval()
+    model = (twin.copy_back() if twin else acc.unwrap_model(work)).eval()
     if loop.is_main:                                          # one writer; complete.json last
         save_hf_checkpoint(model, tokenizer, out_dir)
-        mark_complete(out_dir, {"stage": "sft", "steps": loop.total, "config": asdict(cfg), "task": task.task, "source": task.source})
+        mark_complete(out_dir, {"stage": "sft", "steps": loop.total, "launch": launch, "config": asdict(cfg), "task": task.task, "source": task.source})
         shutil.rmtree(loop.state_dir, ignore_errors=True)
     acc.wait_for_everyone()
     return model

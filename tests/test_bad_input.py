@@ -43,7 +43,8 @@ def files(tmp_path_factory):
     tiny = tiny_model("llama").config
     for name, kw in (("other_size", {"vocab_size": tiny.vocab_size - 29}), ("untied", {"tie_word_embeddings": not tiny.tie_word_embeddings})):
         transformers.LlamaForCausalLM(transformers.LlamaConfig(**{**tiny.to_dict(), **kw})).save_pretrained(t / name)
-    for name, sft in (("mp_fp8", {"mixed_precision": "fp8"}), ("typo", {"lerning_rate": 1e-3}), ("short", {"max_len": 8})):
+    for name, sft in (("mp_fp8", {"mixed_precision": "fp8"}), ("mp_fp16", {"mixed_precision": "fp16"}), ("typo", {"lerning_rate": 1e-3}),
+                      ("short", {"max_len": 8})):
         (t / f"{name}.json").write_text(json.dumps({**get_preset("tiny"), "sft": {**get_preset("tiny")["sft"], **sft}}))
     done = t / "done"                                   # a finished tiny run: SFT, then LCDD
     assert main(["sft", str(done), "--preset", "tiny", "--steps", "3"]) == 0
@@ -134,8 +135,12 @@ CASES = [
      ["batch_size must be an integer >= 1, got 0"], "nothing"),
     ("lambda0-out-of-bounds", "lcdd {run} --preset tiny --lambda0 100", None, ValueError,
      ["lambda0=100.0 is outside [lambda_min=1e-06, lambda_max=10.0]", "choose lambda0 inside the bounds"], "nothing"),
-    ("fsdp-or-deepspeed-launch", "sft {run} --preset tiny", "fsdp", ValueError,
-     ["supports one process or DDP", "not FSDP", "examples/accelerate/ddp.yaml"], "sft"),
+    ("deepspeed-launch", "sft {run} --preset tiny", "deepspeed", ValueError,
+     ["run one process, DDP or FSDP, not DeepSpeed", "examples/accelerate/fsdp.yaml"], "sft"),
+    ("fsdp-version-1", "sft {run} --preset tiny", "fsdp1", ValueError,
+     ["asks for FSDP version 1", "set `fsdp_version: 2`", "examples/accelerate/fsdp.yaml"], "sft"),
+    ("fsdp-with-fp16", "sft {run} --config {t}/mp_fp16.json", "fsdp2", ValueError,
+     ["mixed_precision='fp16' is not supported with FSDP", "use 'bf16'"], "sft"),
     ("max-len-cuts-every-response", "sft {run} --config {t}/short.json", None, ValueError,
      ["none of the 64 training examples has a labelled token within max_len=8", "raise max_len"], "sft"),
     ("erase-before-lcdd", "erase {run}", _config_only, ValueError, ["is not a completed LCDD run", "run `sftr lcdd"], "trigger"),
@@ -155,12 +160,17 @@ CASES = [
 def test_bad_input(name, argv, setup, exc, needles, stage, files, tmp_path, monkeypatch):
     run = tmp_path / "run"
     if setup == "no_cuda": monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    elif setup == "fsdp":                       # what `accelerate launch` with an FSDP config gives on GPUs (on CPUs accelerate falls back to DDP)
+    elif setup in ("deepspeed", "fsdp1", "fsdp2"):     # what `accelerate launch` with such a config gives on GPUs
         import accelerate
+        from types import SimpleNamespace
         from accelerate.utils import DistributedType
-        class FSDPAccelerator:
-            def __init__(self, *a, **k): self.distributed_type = DistributedType.FSDP
-        monkeypatch.setattr(accelerate, "Accelerator", FSDPAccelerator)
+        from torch.distributed.fsdp import OffloadPolicy
+        plugin = SimpleNamespace(fsdp_version=int(setup[-1]) if setup != "deepspeed" else 2, reshard_after_forward=True, cpu_offload=OffloadPolicy())
+        class LaunchedAccelerator:
+            def __init__(self, *a, **k):
+                self.distributed_type = DistributedType.DEEPSPEED if setup == "deepspeed" else DistributedType.FSDP
+                self.num_processes, self.process_index, self.state = 2, 0, SimpleNamespace(fsdp_plugin=plugin)
+        monkeypatch.setattr(accelerate, "Accelerator", LaunchedAccelerator)
     elif setup: setup(run, files)
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*")} if run.exists() else {}
     with pytest.raises(exc) as e:

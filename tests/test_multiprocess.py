@@ -1,4 +1,5 @@
-"""SFT, LCDD and SFT-Eraser under `accelerate launch --num_processes 2 --cpu` (DDP over gloo) against one process with the same global batch.
+"""SFT, LCDD and SFT-Eraser under `accelerate launch --num_processes 2` with the shipped DDP and FSDP configs (CPU processes over
+gloo here) against one process with the same global batch.
 
 Run as a script, this file is the worker that both launches execute:  python tests/test_multiprocess.py {sft,lcdd,erase} OUT [SFT_DIR|LCDD_DIR]
 """
@@ -12,7 +13,8 @@ import pytest
 import torch
 
 HERE = Path(__file__).resolve()
-DDP_YAML = HERE.parent.parent / "examples" / "accelerate" / "ddp.yaml"     # the shipped config; on this CPU machine: gloo
+DDP_YAML = HERE.parent.parent / "examples" / "accelerate" / "ddp.yaml"     # the shipped configs; on this CPU machine: gloo
+FSDP_YAML = HERE.parent.parent / "examples" / "accelerate" / "fsdp.yaml"
 # 17 examples in global batches of 8 -> micro-batches of 8, 8, 1 per epoch: with two processes the 1-example batch
 # leaves rank 1 with the masked stand-in; grad_accum=2 exercises DDP's no_sync on the first micro-batch of each step.
 # The eraser's pool is the same 17 prompts in batches of 8, so its steps 3 and 6 leave rank 1 without a prompt too.
@@ -76,10 +78,10 @@ def _env():
     return {**os.environ, "OMP_NUM_THREADS": "1", "SFTR_NO_PROGRESS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def _launch(n: int, *args):
-    "One process (plain python) or `accelerate launch --num_processes n` (DDP over gloo here) running this file's worker."
+def _launch(n: int, *args, config: Path = DDP_YAML):
+    "One process (plain python) or `accelerate launch --config_file config --num_processes n` (over gloo here) running this file's worker."
     cmd = [sys.executable, str(HERE), *map(str, args)] if n == 1 else \
-        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(DDP_YAML), "--num_processes", str(n),
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", str(n),
          "--main_process_port", str(_free_port()), str(HERE), *map(str, args)]
     return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -99,12 +101,16 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def _run_both(stage, one: Path, two: Path, *extra):
-    procs = [_launch(1, stage, one, *extra), _launch(2, stage, two, *extra)]
+def _run_all(stage, runs: list[tuple[Path, int, Path]], *extra) -> list[str]:
+    "Launch `stage` once per (out dir, processes, config) at the same time; every launch must succeed. Returns their outputs."
+    procs = [_launch(n, stage, out, *extra, config=config) for out, n, config in runs]
+    outs = []
     for p in procs:
         out, _ = p.communicate(timeout=300)
         # the first traceback is the failing rank's; the other rank's "connection closed by peer" and torchrun's summary come last
         assert p.returncode == 0, out[max(0, out.find("Traceback")):][:3000] + "\n[...]\n" + out[-1500:]
+        outs.append(out)
+    return outs
 
 
 def _metrics(d: Path):
@@ -118,16 +124,27 @@ def _load(p: Path):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    "SFT then LCDD, one process and two; the erase test starts from this LCDD run instead of training its own."
+    "SFT then LCDD: one process, two with DDP, two with FSDP; the erase test starts from the LCDD runs instead of training its own."
     tmp = tmp_path_factory.mktemp("mp")
-    one, two = tmp / "one", tmp / "two"
-    _run_both("sft", one, two)
-    _run_both("lcdd", one, two, one / "sft")          # both LCDD runs start from the same SFT model
-    return one, two
+    one, two, sharded = tmp / "one", tmp / "two", tmp / "fsdp"
+    launches = [(one, 1, DDP_YAML), (two, 2, DDP_YAML), (sharded, 2, FSDP_YAML)]
+    outs = _run_all("sft", launches)
+    outs += _run_all("lcdd", launches, one / "sft")    # every LCDD run starts from the same SFT model
+    return one, two, sharded, outs
 
 
-def test_sft_and_lcdd_two_processes_match_one(runs):
-    one, two = runs
+def _launch_info(d: Path) -> dict:
+    return json.loads((d / "complete.json").read_text())["launch"]
+
+
+@pytest.mark.parametrize("sharding", ["none", "fsdp"])
+def test_sft_and_lcdd_two_processes_match_one(runs, sharding):
+    one, two, sharded, outs = runs
+    if sharding == "fsdp":
+        two = sharded                                   # the FSDP run really sharded: its stages say so, and record it
+        assert [_launch_info(two / s) for s in ("sft", "lcdd")] == [{"processes": 2, "sharding": "fsdp"}] * 2
+        assert "sft: FSDP2, each of 2 processes holds a shard" in outs[2] and "lcdd: FSDP2, each of 2 processes" in outs[5]
+    else: assert _launch_info(two / "lcdd") == {"processes": 2, "sharding": "none"}
 
     stage = "sft"
     # SFT: one writer (one line per step, no duplicates), the two processes ended identical, and equal one process to float tolerance
@@ -168,8 +185,13 @@ def test_sft_and_lcdd_two_processes_match_one(runs):
 
 def test_erase_two_processes_match_one(runs):
     "The trigger's loss compares the batch-mean state with the target: two processes must pool their rows, not average their losses."
-    one, two = runs
-    _run_both("erase", one, two, one / "lcdd")        # both runs erase the same carrier
+    one, two, sharded, _ = runs
+    outs = _run_all("erase", [(one, 1, DDP_YAML), (two, 2, DDP_YAML), (sharded, 2, FSDP_YAML)], one / "lcdd")   # all erase the same carrier
+    assert "erase: FSDP launch: the frozen model is kept whole" in outs[2]
+    for d in (two, sharded): _check_erase(one, d)
+
+
+def _check_erase(one: Path, two: Path):
     r0, r1 = _load(two / "erase_rank0_of_2.safetensors")["trigger"], _load(two / "erase_rank1_of_2.safetensors")["trigger"]
     assert torch.equal(r0, r1), "the two processes' triggers diverged"
     single = _load(one / "erase_rank0_of_1.safetensors")["trigger"]
@@ -193,15 +215,16 @@ def test_erase_two_processes_match_one(runs):
 
 
 
-def test_two_process_run_killed_then_resumed_on_one_process(tmp_path):
-    "The global batch does not depend on the number of processes, so a killed 2-process LCDD run can be finished by one process."
+@pytest.mark.parametrize("config, resume_n", [(DDP_YAML, 1), (FSDP_YAML, 2)], ids=["ddp-resumed-by-one", "fsdp-resumed-by-fsdp"])
+def test_two_process_run_killed_then_resumed(tmp_path, config, resume_n):
+    "A killed 2-process LCDD run, finished by one process (the global batch does not depend on the process count) or by FSDP again."
     import signal, time
     from sft_reverse_nb.arch import tiny_model
     from sft_reverse_nb.carrier import perturbed_copy
     sft, ref, run = tmp_path / "sft", tmp_path / "ref", tmp_path / "run"
     perturbed_copy(tiny_model("llama"), scale=0.5).save_pretrained(sft)
     one = _launch(1, "lcdd", ref, sft, 40)
-    two = _launch(2, "lcdd", run, sft, 40)
+    two = _launch(2, "lcdd", run, sft, 40, config=config)
     state, deadline = run / "lcdd" / "train_state" / "state.json", time.time() + 240
     while not state.exists():
         assert two.poll() is None, two.communicate()[0][-3000:]
@@ -214,10 +237,10 @@ def test_two_process_run_killed_then_resumed_on_one_process(tmp_path):
     killed_at = json.loads(state.read_text())["step"]
     assert 4 <= killed_at < 40
     out, _ = one.communicate(timeout=300); assert one.returncode == 0, out[-3000:]
-    r = _launch(1, "lcdd", run, sft, 40)
+    r = _launch(resume_n, "lcdd", run, sft, 40, config=config)
     out, _ = r.communicate(timeout=300); assert r.returncode == 0, out[-3000:]
     assert f"lcdd: resuming from step {killed_at}/40" in out
-    a, b = _load(ref / "lcdd_rank0_of_1.safetensors"), _load(run / "lcdd_rank0_of_1.safetensors")
+    a, b = _load(ref / "lcdd_rank0_of_1.safetensors"), _load(run / f"lcdd_rank0_of_{resume_n}.safetensors")
     assert all(torch.equal(a[k] > 0, b[k] > 0) for k in a if k.startswith("gate."))
     for k in a: torch.testing.assert_close(b[k], a[k], rtol=0, atol=5e-5)
     m1, m2 = _metrics(ref / "lcdd"), _metrics(run / "lcdd")
