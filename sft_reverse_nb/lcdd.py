@@ -168,7 +168,7 @@ def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer,
     fsdp = fsdp_settings(acc)
     twin = ShardedTwin(carrier.model, acc.device, fsdp) if fsdp else None
     launch = {"processes": acc.num_processes, "sharding": "fsdp" if twin else "none"}
-    if twin and loop.is_main: print(f"lcdd: FSDP2, each of {acc.num_processes} processes holds a shard of every layer (gate logits whole)")
+    if twin and loop.is_main: print("lcdd: FSDP2 over {} processes: process 0 holds {:,} of the carrier's {:,} parameter elements (gate logits whole)".format(acc.num_processes, *twin.held()))
     if twin:
         work = Carrier(twin.model, twin.layout, [l.carrier_gates for l in twin.layout.layers], carrier.outside_base, carrier.keep_sft_norms, [])
         model = twin.model

@@ -319,7 +319,7 @@ def train_sft(model: nn.Module, tokenizer, task: TaskData, out_dir, cfg: TrainCo
     # FSDP trains a sharded working copy and writes the result back into `model` at the end; otherwise `model` itself trains
     twin = ShardedTwin(model, acc.device, fsdp) if fsdp else None
     launch = {"processes": acc.num_processes, "sharding": "fsdp" if twin else "none"}
-    if twin and loop.is_main: print(f"sft: FSDP2, each of {acc.num_processes} processes holds a shard of every layer")
+    if twin and loop.is_main: print("sft: FSDP2 over {} processes: process 0 holds {:,} of the model's {:,} parameter elements".format(acc.num_processes, *twin.held()))
     work = twin.model if twin else model.to(acc.device)
     params = twin.parameters(proj) if twin else proj
     work.train()

@@ -97,6 +97,11 @@ class ShardedTwin:
         _own_tensors(self.model, self.device, originals, self.replicated)
         fully_shard(self.model, ignored_params=set(self.replicated), **{k: v for k, v in kw.items() if k != "reshard_after_forward"})
 
+    def held(self) -> tuple[int, int]:
+        "(parameter elements this process holds, elements of the whole model): the first is about the second over the number of processes."
+        ps = list(self.model.parameters())
+        return sum((p.to_local() if is_sharded(p) else p).numel() for p in ps), sum(p.numel() for p in ps)
+
     def parameters(self, names) -> dict[str, nn.Parameter]:
         "The copy's parameters of the given names (the original model's names)."
         own = dict(self.model.named_parameters())
