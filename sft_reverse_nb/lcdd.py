@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from .carrier import Carrier
-from .sharding import full_tensor, fsdp_settings, ShardedTwin, clip_grad_norm
+from .sharding import full_tensor, fsdp_settings, ShardedTwin, clip_grad_norm, deepspeed_settings, ZeroEngine, average_grads
 from .data import TaskData, ChatFormat, chat_format
 from .sft import (TrainConfig, TrainLoop, save_train_state, optimizer_state, load_optimizer_state, mark_complete,
                                 is_complete, token_loss_sum, _accelerator, _check_loss, _sync_unless, adamw)
@@ -167,7 +167,9 @@ def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer,
     # FSDP trains a sharded working copy (`work`) and writes gates and deltas back into `carrier` at the end
     fsdp = fsdp_settings(acc)
     twin = ShardedTwin(carrier.model, acc.device, fsdp) if fsdp else None
-    launch = {"processes": acc.num_processes, "sharding": "fsdp" if twin else "none"}
+    zero = deepspeed_settings(acc)
+    if zero and cfg.mask_only: raise ValueError("the mask-only ablation trains no deltas, so DeepSpeed has nothing to manage; run it with one process, DDP or FSDP")
+    launch = {"processes": acc.num_processes, "sharding": "fsdp" if twin else f"zero{zero.zero_stage}" if zero else "none"}
     if twin and loop.is_main: print("lcdd: FSDP2 over {} processes: process 0 holds {:,} of the carrier's {:,} parameter elements (gate logits whole)".format(acc.num_processes, *twin.held()))
     if twin:
         work = Carrier(twin.model, twin.layout, [l.carrier_gates for l in twin.layout.layers], carrier.outside_base, carrier.keep_sft_norms, [])
@@ -182,10 +184,15 @@ def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer,
     from transformers import get_scheduler
     sched = get_scheduler(cfg.schedule, opt_d, num_warmup_steps=cfg.warmup_steps, num_training_steps=loop.total)
     if tensors is not None:
-        load_optimizer_state(opt_d, tensors, meta["opt_delta"], "adamw"); load_optimizer_state(opt_g, tensors, meta["opt_gate"], "sgd")
+        if not zero: load_optimizer_state(opt_d, tensors, meta["opt_delta"], "adamw")
+        load_optimizer_state(opt_g, tensors, meta["opt_gate"], "sgd")
         sched.load_state_dict(meta["scheduler"]); ctrl.load_state_dict(meta["controller"]); stopper.load_state_dict(meta["early_stop"])
-    raw = (opt_d, opt_g)
-    if not twin: model, opt_d, opt_g = acc.prepare(model, opt_d, opt_g)
+    raw, engine = (opt_d, opt_g), None
+    if zero:                                       # DeepSpeed owns the deltas' AdamW step and their clipping; the gates stay outside
+        engine = model = ZeroEngine(model, opt_d, zero, cfg.grad_accum, cfg.max_grad_norm if not cfg.mask_only else None)
+        if tensors is not None: engine.load_optimizer_state(tensors, meta["opt_delta"], "adamw")
+        if loop.is_main: print(f"lcdd: DeepSpeed ZeRO-{zero.zero_stage} over {acc.num_processes} processes (the deltas' AdamW states and gradients partitioned; gate logits outside)")
+    elif not twin: model, opt_d, opt_g = acc.prepare(model, opt_d, opt_g)
     stop_reason, step = None, start
     for step in loop.progress(start):
         t0, w, lam, total = time.perf_counter(), ctrl.weight(), ctrl.lam, torch.zeros((), device=acc.device)
@@ -201,14 +208,16 @@ def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer,
                     else: loss = token_loss_sum(logits, b["labels"]) / (n * cfg.grad_accum)
                 objective = loss * acc.num_processes                 # DDP/FSDP average gradients; the shares' losses add up
                 if last: pen = work.penalty(); objective = objective + lam * w * pen
-                acc.backward(objective)
+                (engine.backward if engine else acc.backward)(objective)
             total += loss.detach()
         if twin: twin.reduce_replicated_grads()                      # the whole gate logits: averaged like DDP would
+        if engine: average_grads(engine.local)
         task_loss = acc.reduce(total, "sum").item()                  # global task loss: the controller is the same on every process
         _check_loss(task_loss, step + 1, "lcdd", loop)
-        if cfg.max_grad_norm and not cfg.mask_only:
+        if cfg.max_grad_norm and not cfg.mask_only and not engine:        # DeepSpeed has clipped the deltas and stepped their AdamW
             clip_grad_norm(deltas, cfg.max_grad_norm) if twin else acc.clip_grad_norm_(deltas, cfg.max_grad_norm)
-        opt_d.step(); opt_g.step(); sched.step(); opt_d.zero_grad(set_to_none=True); opt_g.zero_grad(set_to_none=True)
+        if not engine: opt_d.step(); opt_d.zero_grad(set_to_none=True)
+        opt_g.step(); sched.step(); opt_g.zero_grad(set_to_none=True)
         ctrl.update(task_loss)
         active = work.n_active()
         if cfg.early_stop: stop_reason = stopper(task_loss, active, ctrl.baseline)
@@ -217,15 +226,15 @@ def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer,
                                 "penalty": pen.item(), "sparsity": 1 - active / carrier.layout.n_gates, "active": active,
                                 "sec": time.perf_counter() - t0})
         if loop.should_save(step + 1) and not stop_reason:
-            _save_lcdd_state(loop, step + 1, work, raw, sched, ctrl, stopper)
+            _save_lcdd_state(loop, step + 1, work, raw, sched, ctrl, stopper, engine)
             acc.wait_for_everyone()
         if stop_reason:
             if loop.is_main: print(f"lcdd: early stop at step {step + 1}: {stop_reason}")
             break
     final_step = step + 1 if loop.total > start else start
-    _save_lcdd_state(loop, final_step, work, raw, sched, ctrl, stopper)
+    _save_lcdd_state(loop, final_step, work, raw, sched, ctrl, stopper, engine)
     if twin: twin.copy_back()
-    else: carrier.model = acc.unwrap_model(model)
+    elif not engine: carrier.model = acc.unwrap_model(model)
     carrier.model.eval()
     if loop.is_main:                                                  # one writer; complete.json last
         carrier.save(out_dir, deltas=False)
@@ -236,10 +245,11 @@ def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer,
     acc.wait_for_everyone()
     return carrier
 
-def _save_lcdd_state(loop, step, carrier, opts, sched, ctrl, stopper):
+def _save_lcdd_state(loop, step, carrier, opts, sched, ctrl, stopper, engine=None):
     "Gather the state (whole tensors; every process takes part) and write it from the main process."
     state = {k: full_tensor(t) for k, t in _state_tensors(carrier).items()}
-    od, md = optimizer_state(opts[0], "adamw"); og, mg = optimizer_state(opts[1], "sgd")
+    od, md = engine.optimizer_state("adamw") if engine else optimizer_state(opts[0], "adamw")
+    og, mg = optimizer_state(opts[1], "sgd")
     if loop.is_main:
         save_train_state(loop.state_dir, step, {**state, **od, **og},
                          {"opt_delta": md, "opt_gate": mg, "scheduler": sched.state_dict(), "controller": ctrl.state_dict(),

@@ -14,7 +14,7 @@ from .arch import layout_of, resolve_device
 from .artefacts import atomic_dir, atomic_path, save_json, load_json, save_tensors, load_tensors, save_hf_checkpoint
 from .data import TaskData, ChatFormat, chat_format, collate
 from .equivalence import PROJECTIONS
-from .sharding import full_tensor, shard_like, fsdp_settings, ShardedTwin, clip_grad_norm
+from .sharding import full_tensor, shard_like, fsdp_settings, ShardedTwin, clip_grad_norm, deepspeed_settings, ZeroEngine
 
 # %% auto #0
 __all__ = ['FUSED_ADAMW_DEVICES', 'STATE_FORMAT', 'StrictConfig', 'TrainConfig', 'micro_batch', 'shard', 'n_targets',
@@ -275,12 +275,8 @@ def _accelerator(cfg: TrainConfig):
     if AcceleratorState._shared_state and AcceleratorState().mixed_precision != cfg.mixed_precision:
         AcceleratorState._reset_state()      # accelerate's state is a process-wide singleton; the process group (if any) is kept
     acc = Accelerator(cpu=dev.type == "cpu", mixed_precision=cfg.mixed_precision, kwargs_handlers=[_ddp_kwargs()])
-    if acc.distributed_type == DistributedType.DEEPSPEED:
-        raise ValueError("the training loops run one process, DDP or FSDP, not DeepSpeed; to shard a model over GPUs launch with "
-                         "examples/accelerate/fsdp.yaml (ZeRO-3-like), or examples/accelerate/ddp.yaml without sharding (the Running at scale "
-                         "notebook, 12_scale, gives the memory each needs)")
-    if cfg.mixed_precision == "fp16" and fsdp_settings(acc) is not None:
-        raise ValueError("mixed_precision='fp16' is not supported with FSDP (its loss scaling does not cover sharded gradients here); use 'bf16'")
+    if cfg.mixed_precision == "fp16" and (fsdp_settings(acc) is not None or deepspeed_settings(acc) is not None):
+        raise ValueError("mixed_precision='fp16' is not supported with FSDP or DeepSpeed (its loss scaling does not cover sharded gradients here); use 'bf16'")
     return acc
 
 def _check_loss(loss: float, step: int, desc: str, loop: TrainLoop | None = None):
@@ -293,8 +289,8 @@ def _check_loss(loss: float, step: int, desc: str, loop: TrainLoop | None = None
                              "Lower the learning rate (lr), keep max_grad_norm set, or use mixed_precision='no'")
 
 def _sync_unless(acc, model, last: bool, twin: ShardedTwin | None = None):
-    "Accumulate gradients locally on all but the last micro-batch of a step (DDP all-reduces, FSDP reduce-scatters once per step)."
-    if last: return contextlib.nullcontext()
+    "Accumulate gradients locally on all but the last micro-batch of a step (DDP all-reduces, FSDP reduce-scatters once per step; DeepSpeed counts micro-batches itself)."
+    if last or isinstance(model, ZeroEngine): return contextlib.nullcontext()
     return twin.no_sync() if twin is not None else acc.no_sync(model)
 
 # %% ../nbs/05_sft.ipynb #6e23c05b
@@ -318,7 +314,8 @@ def train_sft(model: nn.Module, tokenizer, task: TaskData, out_dir, cfg: TrainCo
             for n, p in proj.items(): p.copy_(tensors[f"param.{n}"])
     # FSDP trains a sharded working copy and writes the result back into `model` at the end; otherwise `model` itself trains
     twin = ShardedTwin(model, acc.device, fsdp) if fsdp else None
-    launch = {"processes": acc.num_processes, "sharding": "fsdp" if twin else "none"}
+    zero = deepspeed_settings(acc)
+    launch = {"processes": acc.num_processes, "sharding": "fsdp" if twin else f"zero{zero.zero_stage}" if zero else "none"}
     if twin and loop.is_main: print("sft: FSDP2 over {} processes: process 0 holds {:,} of the model's {:,} parameter elements".format(acc.num_processes, *twin.held()))
     work = twin.model if twin else model.to(acc.device)
     params = twin.parameters(proj) if twin else proj
@@ -327,10 +324,14 @@ def train_sft(model: nn.Module, tokenizer, task: TaskData, out_dir, cfg: TrainCo
     from transformers import get_scheduler
     sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=loop.total)
     if tensors is not None:
-        load_optimizer_state(opt, tensors, meta["optimizer"], "adamw")
+        if not zero: load_optimizer_state(opt, tensors, meta["optimizer"], "adamw")
         sched.load_state_dict(meta["scheduler"])
-    raw_opt = opt
-    if not twin: work, opt = acc.prepare(work, opt)
+    raw_opt, engine = opt, None
+    if zero:                                                  # DeepSpeed owns the optimiser step (and the clipping)
+        engine = work = ZeroEngine(work, opt, zero, cfg.grad_accum, cfg.max_grad_norm)
+        if loop.is_main: print(f"sft: DeepSpeed ZeRO-{zero.zero_stage} over {acc.num_processes} processes (AdamW states and gradients partitioned)")
+        if tensors is not None: engine.load_optimizer_state(tensors, meta["optimizer"], "adamw")
+    elif not twin: work, opt = acc.prepare(work, opt)
     for step in loop.progress(start):
         t0, total = time.perf_counter(), torch.zeros((), device=acc.device)
         mbs = loop.batches(step, acc.device)
@@ -339,22 +340,25 @@ def train_sft(model: nn.Module, tokenizer, task: TaskData, out_dir, cfg: TrainCo
                 with acc.autocast():
                     logits = work(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
                     loss = token_loss_sum(logits, b["labels"]) / (n * cfg.grad_accum)
-                acc.backward(loss * acc.num_processes)      # DDP and FSDP average gradients over processes; the shares' losses add up
+                (engine.backward if engine else acc.backward)(loss * acc.num_processes)   # DDP, FSDP and DeepSpeed average gradients over processes
             total += loss.detach()
         task_loss = acc.reduce(total, "sum").item()          # the global loss, the same on every process
         _check_loss(task_loss, step + 1, "sft", loop)
         gnorm = None
-        if cfg.max_grad_norm:
-            gnorm = clip_grad_norm(params.values(), cfg.max_grad_norm) if twin else acc.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
-        opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+        if engine: gnorm = engine.grad_norm() if cfg.max_grad_norm else None      # DeepSpeed has clipped and stepped
+        else:
+            if cfg.max_grad_norm:
+                gnorm = clip_grad_norm(params.values(), cfg.max_grad_norm) if twin else acc.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
+            opt.step(); opt.zero_grad(set_to_none=True)
+        sched.step()
         if (step + 1) % cfg.log_every == 0 or step + 1 == loop.total:
             loop.log(step + 1, {"loss": task_loss, "lr": sched.get_last_lr()[0], "grad_norm": gnorm, "sec": time.perf_counter() - t0})
         if loop.should_save(step + 1):
             state = {f"param.{n}": full_tensor(p) for n, p in params.items()}    # gathers whole tensors under FSDP: every process takes part
-            ot, om = optimizer_state(raw_opt, "adamw")
+            ot, om = engine.optimizer_state("adamw") if engine else optimizer_state(raw_opt, "adamw")
             if loop.is_main: save_train_state(loop.state_dir, step + 1, {**state, **ot}, {"optimizer": om, "scheduler": sched.state_dict()})
             acc.wait_for_everyone()
-    model = (twin.copy_back() if twin else acc.unwrap_model(work)).eval()
+    model = (twin.copy_back() if twin else model if engine else acc.unwrap_model(work)).eval()
     if loop.is_main:                                          # one writer; complete.json last
         save_hf_checkpoint(model, tokenizer, out_dir)
         mark_complete(out_dir, {"stage": "sft", "steps": loop.total, "launch": launch, "config": asdict(cfg), "task": task.task, "source": task.source})

@@ -13,8 +13,8 @@ from .carrier import GatedDeltaLinear
 from .gates import GateBank
 
 # %% auto #0
-__all__ = ['FSDP_LAUNCH_VAR', 'is_sharded', 'full_tensor', 'shard_like', 'FSDPSettings', 'fsdp_settings', 'ShardedTwin',
-           'clip_grad_norm']
+__all__ = ['FSDP_LAUNCH_VAR', 'DEEPSPEED_LAUNCH_VAR', 'is_sharded', 'full_tensor', 'shard_like', 'FSDPSettings', 'fsdp_settings',
+           'average_grads', 'ShardedTwin', 'clip_grad_norm', 'DeepSpeedSettings', 'deepspeed_settings', 'ZeroEngine']
 
 # %% ../nbs/04b_sharding.ipynb #fe36616b
 def _dtensor_type() -> tuple:
@@ -74,6 +74,18 @@ def _own_tensors(module: nn.Module, device, originals: set[int], keep_whole: lis
                 del m._buffers[k]; m.register_parameter(k, nn.Parameter(b.detach().to(device, copy=True), requires_grad=False))
             else: m._buffers[k] = b.to(device, copy=True)
 
+def average_grads(params):
+    "Average the gradients of `params` (whole tensors, trainable ones) over all processes, in one all-reduce."
+    import torch.distributed as dist
+    ps = [p for p in params if p.requires_grad]
+    if not ps: return
+    for p in ps:
+        if p.grad is None: p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.flatten() for p in ps])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    for p, g in zip(ps, flat.split([p.numel() for p in ps])): p.grad.copy_(g.view_as(p))
+
 class ShardedTwin:
     "A working copy of `model` with every decoder layer, then the rest, sharded over all processes by FSDP2; gate logits stay whole."
     def __init__(self, model: nn.Module, device, settings: FSDPSettings = FSDPSettings()):
@@ -116,15 +128,7 @@ class ShardedTwin:
 
     def reduce_replicated_grads(self):
         "Average the gradients of the whole (unsharded) trainable tensors over the processes, in one all-reduce."
-        import torch.distributed as dist
-        ps = [p for p in self.replicated if p.requires_grad]
-        if not ps: return
-        for p in ps:
-            if p.grad is None: p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.flatten() for p in ps])
-        dist.all_reduce(flat)
-        flat /= dist.get_world_size()
-        for p, g in zip(ps, flat.split([p.numel() for p in ps])): p.grad.copy_(g.view_as(p))
+        average_grads(self.replicated)
 
     def copy_back(self) -> nn.Module:
         "Write the copy's trainable tensors, gathered whole, into the original model (every process calls this); returns the original."
@@ -137,3 +141,85 @@ class ShardedTwin:
 def clip_grad_norm(params, max_norm: float) -> float:
     "Clip the gradients of `params` (sharded or not) to a global norm of `max_norm`; returns the norm before clipping."
     return float(full_tensor(torch.nn.utils.clip_grad_norm_(list(params), max_norm)))
+
+# %% ../nbs/04b_sharding.ipynb #5c468c61
+@dataclass(frozen=True)
+class DeepSpeedSettings:
+    "The DeepSpeed options a training stage honours."
+    zero_stage: int = 2
+    offload_optimizer: bool = False
+
+DEEPSPEED_LAUNCH_VAR = "ACCELERATE_USE_DEEPSPEED"
+
+def deepspeed_settings(acc) -> DeepSpeedSettings | None:
+    "The ZeRO settings of an `accelerate launch` with a DeepSpeed config, or None."
+    from accelerate.utils import DistributedType
+    if acc.distributed_type == DistributedType.DEEPSPEED: plugin = acc.state.deepspeed_plugin
+    elif acc.num_processes > 1 and os.environ.get(DEEPSPEED_LAUNCH_VAR, "false").lower() == "true":
+        try: import deepspeed  # noqa: F401
+        except ImportError as e: raise ImportError("the accelerate config asks for DeepSpeed, which is not installed: `pip install deepspeed`, "
+                                                   "or launch with examples/accelerate/fsdp.yaml") from e
+        from accelerate.utils import DeepSpeedPlugin
+        plugin = DeepSpeedPlugin()                        # CPU processes: accelerate ran them as DDP; the plugin reads the launcher's variables
+    else: return None
+    stage = int(plugin.zero_stage)
+    if stage not in (1, 2):
+        raise ValueError(f"the accelerate config asks for DeepSpeed ZeRO stage {stage}; the training stages run ZeRO-1 or ZeRO-2 "
+                         "(zero_stage: 2 in examples/accelerate/deepspeed.yaml); to shard the weights too, launch with examples/accelerate/fsdp.yaml")
+    off = (plugin.deepspeed_config.get("zero_optimization", {}).get("offload_optimizer") or {}).get("device", "none")
+    return DeepSpeedSettings(stage, off not in ("none", None))
+
+# %% ../nbs/04b_sharding.ipynb #de2d45f2
+class ZeroEngine:
+    "`model` under DeepSpeed ZeRO-1/2 with the optimiser `opt`; trainable tensors outside `opt` keep local gradients for `average_grads`."
+    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, settings: DeepSpeedSettings, grad_accum: int = 1,
+                 max_grad_norm: float | None = None):
+        import deepspeed
+        self.params = [p for g in opt.param_groups for p in g["params"]]
+        if any(p.dtype != torch.float32 for p in self.params):
+            raise ValueError("the DeepSpeed path trains float32 weights (compute in bf16 with mixed_precision='bf16'); "
+                             "for bf16 weights launch with examples/accelerate/fsdp.yaml")
+        managed = {id(p) for p in self.params}
+        self.local = [p for p in model.parameters() if p.requires_grad and id(p) not in managed]
+        zero = {"stage": settings.zero_stage}
+        if settings.offload_optimizer: zero["offload_optimizer"] = {"device": "cpu"}
+        config = {"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": grad_accum, "zero_optimization": zero,
+                  "gradient_clipping": float(max_grad_norm or 0.0), "zero_allow_untested_optimizer": True, "steps_per_print": 2**31}
+        self.base = opt
+        self.engine, self.zero_optimizer, _, _ = deepspeed.initialize(model=model, optimizer=opt, config=config)
+
+    def __call__(self, *args, **kwargs): return self.engine(*args, **kwargs)
+
+    def backward(self, loss: torch.Tensor):
+        "Backward pass of one micro-batch; after the step's last, DeepSpeed reduces, clips and steps the optimiser."
+        self.engine.backward(loss, scale_wrt_gas=False)
+        self.engine.step()
+
+    def grad_norm(self) -> float:
+        "The gradient norm of the last optimiser step (before clipping)."
+        return float(self.engine.get_global_grad_norm())
+
+    def optimizer_state(self, prefix: str) -> tuple[dict, dict]:
+        "The optimiser's state with whole tensors per parameter, in `optimizer_state`'s layout (every process calls this)."
+        from deepspeed.utils import safe_get_full_optimizer_state
+        steps = [st["step"] for st in self.base.state.values() if "step" in st]
+        tensors = {}
+        for pid, p in enumerate(self.params):
+            if not steps: break
+            tensors[f"{prefix}.{pid}.step"] = steps[0].detach().clone()
+            for k in ("exp_avg", "exp_avg_sq"): tensors[f"{prefix}.{pid}.{k}"] = safe_get_full_optimizer_state(p, k).detach().to(p.dtype).cpu()
+        groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": list(range(len(self.params)))} for g in self.base.param_groups]
+        return tensors, {"param_groups": groups, "scalars": {}}
+
+    def load_optimizer_state(self, tensors: dict, meta: dict, prefix: str):
+        "Inverse of `optimizer_state` (also reads a state written by one process, DDP or FSDP)."
+        from deepspeed.utils import safe_set_full_optimizer_state
+        if f"{prefix}.0.exp_avg" not in tensors: return
+        for fp in self.zero_optimizer.single_partition_of_fp32_groups:   # AdamW creates its state lazily: create it to fill it
+            self.base.state[fp] = {"step": tensors[f"{prefix}.0.step"].clone().to(fp.device),
+                                   "exp_avg": torch.zeros_like(fp), "exp_avg_sq": torch.zeros_like(fp)}
+        self.zero_optimizer._lazy_init_hp_params_optimizer_state()       # DeepSpeed links each parameter to its slice after the first step; link now
+        for pid, p in enumerate(self.params):
+            for k in ("exp_avg", "exp_avg_sq"): safe_set_full_optimizer_state(p, tensors[f"{prefix}.{pid}.{k}"].to(p.device, torch.float32), k)
+        for g, saved in zip(self.base.param_groups, meta["param_groups"]):
+            g.update({k: v for k, v in saved.items() if k != "params"})

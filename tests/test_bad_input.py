@@ -135,8 +135,8 @@ CASES = [
      ["batch_size must be an integer >= 1, got 0"], "nothing"),
     ("lambda0-out-of-bounds", "lcdd {run} --preset tiny --lambda0 100", None, ValueError,
      ["lambda0=100.0 is outside [lambda_min=1e-06, lambda_max=10.0]", "choose lambda0 inside the bounds"], "nothing"),
-    ("deepspeed-launch", "sft {run} --preset tiny", "deepspeed", ValueError,
-     ["run one process, DDP or FSDP, not DeepSpeed", "examples/accelerate/fsdp.yaml"], "sft"),
+    ("deepspeed-zero3-launch", "sft {run} --preset tiny", "deepspeed", ValueError,
+     ["asks for DeepSpeed ZeRO stage 3", "run ZeRO-1 or ZeRO-2", "launch with examples/accelerate/fsdp.yaml"], "sft"),
     ("fsdp-version-1", "sft {run} --preset tiny", "fsdp1", ValueError,
      ["asks for FSDP version 1", "set `fsdp_version: 2`", "examples/accelerate/fsdp.yaml"], "sft"),
     ("fsdp-with-fp16", "sft {run} --config {t}/mp_fp16.json", "fsdp2", ValueError,
@@ -165,11 +165,12 @@ def test_bad_input(name, argv, setup, exc, needles, stage, files, tmp_path, monk
         from types import SimpleNamespace
         from accelerate.utils import DistributedType
         from torch.distributed.fsdp import OffloadPolicy
-        plugin = SimpleNamespace(fsdp_version=int(setup[-1]) if setup != "deepspeed" else 2, reshard_after_forward=True, cpu_offload=OffloadPolicy())
+        plugin = SimpleNamespace(fsdp_version=int(setup[-1]) if setup != "deepspeed" else 2, reshard_after_forward=True, cpu_offload=OffloadPolicy(),
+                                 zero_stage=3, deepspeed_config={"zero_optimization": {"stage": 3}})
         class LaunchedAccelerator:
             def __init__(self, *a, **k):
                 self.distributed_type = DistributedType.DEEPSPEED if setup == "deepspeed" else DistributedType.FSDP
-                self.num_processes, self.process_index, self.state = 2, 0, SimpleNamespace(fsdp_plugin=plugin)
+                self.num_processes, self.process_index, self.state = 2, 0, SimpleNamespace(fsdp_plugin=plugin, deepspeed_plugin=plugin)
         monkeypatch.setattr(accelerate, "Accelerator", LaunchedAccelerator)
     elif setup: setup(run, files)
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*")} if run.exists() else {}

@@ -16,6 +16,7 @@ import torch
 HERE = Path(__file__).resolve()
 DDP_YAML = HERE.parent.parent / "examples" / "accelerate" / "ddp.yaml"     # the shipped configs; on this CPU machine: gloo
 FSDP_YAML = HERE.parent.parent / "examples" / "accelerate" / "fsdp.yaml"
+DEEPSPEED_YAML = HERE.parent.parent / "examples" / "accelerate" / "deepspeed.yaml"
 # 17 examples in global batches of 8 -> micro-batches of 8, 8, 1 per epoch: with two processes the 1-example batch
 # leaves rank 1 with the masked stand-in; grad_accum=2 exercises DDP's no_sync on the first micro-batch of each step.
 # The eraser's pool is the same 17 prompts in batches of 8, so its steps 3 and 6 leave rank 1 without a prompt too.
@@ -125,26 +126,31 @@ def _load(p: Path):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    "SFT then LCDD: one process, two with DDP, two with FSDP; the erase test starts from the LCDD runs instead of training its own."
+    "SFT then LCDD: one process, two with DDP, with FSDP and with DeepSpeed ZeRO-2; the erase test starts from the LCDD runs."
     tmp = tmp_path_factory.mktemp("mp")
-    one, two, sharded = tmp / "one", tmp / "two", tmp / "fsdp"
-    launches = [(one, 1, DDP_YAML), (two, 2, DDP_YAML), (sharded, 2, FSDP_YAML)]
-    outs = _run_all("sft", launches)
-    outs += _run_all("lcdd", launches, one / "sft")    # every LCDD run starts from the same SFT model
-    return one, two, sharded, outs
+    one, two, sharded, zero = tmp / "one", tmp / "two", tmp / "fsdp", tmp / "zero2"
+    launches = [(one, 1, DDP_YAML), (two, 2, DDP_YAML), (sharded, 2, FSDP_YAML), (zero, 2, DEEPSPEED_YAML)]
+    outs = {}
+    for stage, extra in (("sft", ()), ("lcdd", (one / "sft",))):     # every LCDD run starts from the same SFT model
+        for (d, _, _), out in zip(launches, _run_all(stage, launches, *extra)): outs[stage, d.name] = out
+    return one, two, sharded, zero, outs
 
 
 def _launch_info(d: Path) -> dict:
     return json.loads((d / "complete.json").read_text())["launch"]
 
 
-@pytest.mark.parametrize("sharding", ["none", "fsdp"])
+@pytest.mark.parametrize("sharding", ["none", "fsdp", "zero2"])
 def test_sft_and_lcdd_two_processes_match_one(runs, sharding):
-    one, two, sharded, outs = runs
-    if sharding == "fsdp":
+    one, two, sharded, zero, outs = runs
+    if sharding == "zero2":
+        two = zero
+        assert [_launch_info(two / s) for s in ("sft", "lcdd")] == [{"processes": 2, "sharding": "zero2"}] * 2
+        assert "lcdd: DeepSpeed ZeRO-2 over 2 processes" in outs["lcdd", "zero2"]
+    elif sharding == "fsdp":
         two = sharded                                   # the FSDP run really sharded: its stages say so, and record it
         assert [_launch_info(two / s) for s in ("sft", "lcdd")] == [{"processes": 2, "sharding": "fsdp"}] * 2
-        for stage, out in (("sft", outs[2]), ("lcdd", outs[5])):   # and each process held about half of the tensors
+        for stage, out in (("sft", outs["sft", "fsdp"]), ("lcdd", outs["lcdd", "fsdp"])):   # and each process held about half of the tensors
             held, whole = (int(x.replace(",", "")) for x in re.search(rf"{stage}: FSDP2 over 2 processes: process 0 holds ([\d,]+) of the \w+'s ([\d,]+)", out).groups())
             assert 0.45 < held / whole < 0.55, (stage, held, whole)
     else: assert _launch_info(two / "lcdd") == {"processes": 2, "sharding": "none"}
@@ -188,7 +194,7 @@ def test_sft_and_lcdd_two_processes_match_one(runs, sharding):
 
 def test_erase_two_processes_match_one(runs):
     "The trigger's loss compares the batch-mean state with the target: two processes must pool their rows, not average their losses."
-    one, two, sharded, _ = runs
+    one, two, sharded = runs[:3]
     outs = _run_all("erase", [(one, 1, DDP_YAML), (two, 2, DDP_YAML), (sharded, 2, FSDP_YAML)], one / "lcdd")   # all erase the same carrier
     assert "erase: FSDP launch: the frozen model is kept whole" in outs[2]
     for d in (two, sharded): _check_erase(one, d)
@@ -218,7 +224,8 @@ def _check_erase(one: Path, two: Path):
 
 
 
-@pytest.mark.parametrize("config, resume_n", [(DDP_YAML, 1), (FSDP_YAML, 2)], ids=["ddp-resumed-by-one", "fsdp-resumed-by-fsdp"])
+@pytest.mark.parametrize("config, resume_n", [(DDP_YAML, 1), (FSDP_YAML, 2), (DEEPSPEED_YAML, 2)],
+                         ids=["ddp-resumed-by-one", "fsdp-resumed-by-fsdp", "zero2-resumed-by-zero2"])
 def test_two_process_run_killed_then_resumed(tmp_path, config, resume_n):
     "A killed 2-process LCDD run, finished by one process (the global batch does not depend on the process count) or by FSDP again."
     import signal, time
