@@ -210,8 +210,7 @@ def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer,
                 if last: pen = work.penalty(); objective = objective + lam * w * pen
                 (engine.backward if engine else acc.backward)(objective)
             total += loss.detach()
-        if twin: twin.reduce_replicated_grads()                      # the whole gate logits: averaged like DDP would
-        if engine: average_grads(engine.local)
+        if twin or engine: average_grads(twin.replicated if twin else engine.local)   # the whole gate logits: averaged like DDP would
         task_loss = acc.reduce(total, "sum").item()                  # global task loss: the controller is the same on every process
         _check_loss(task_loss, step + 1, "lcdd", loop)
         if cfg.max_grad_norm and not cfg.mask_only and not engine:        # DeepSpeed has clipped the deltas and stepped their AdamW

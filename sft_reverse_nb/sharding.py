@@ -45,13 +45,16 @@ class FSDPSettings:
 
 FSDP_LAUNCH_VAR = "ACCELERATE_USE_FSDP"
 
+def _requested(acc, kind, launch_var: str) -> bool:
+    "Did the launch ask for `kind`: accelerate reports it (GPUs), or the launcher set `launch_var` for CPU processes accelerate runs as DDP?"
+    return acc.distributed_type == kind or (acc.num_processes > 1 and os.environ.get(launch_var, "false").lower() == "true")
+
 def fsdp_settings(acc) -> FSDPSettings | None:
     "The FSDP settings of an `accelerate launch` with an FSDP config, or None (one process, DDP)."
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
-    if acc.distributed_type == DistributedType.FSDP: plugin = acc.state.fsdp_plugin
-    elif acc.num_processes > 1 and os.environ.get(FSDP_LAUNCH_VAR, "false").lower() == "true":
-        plugin = FullyShardedDataParallelPlugin()          # CPU processes: accelerate ran them as DDP; the plugin reads the launcher's FSDP_* variables
-    else: return None
+    if not _requested(acc, DistributedType.FSDP, FSDP_LAUNCH_VAR): return None
+    # on CPU processes the plugin reads the launcher's FSDP_* variables
+    plugin = acc.state.fsdp_plugin if acc.distributed_type == DistributedType.FSDP else FullyShardedDataParallelPlugin()
     if plugin.fsdp_version != 2:
         raise ValueError(f"the accelerate config asks for FSDP version {plugin.fsdp_version}; the training stages shard with FSDP2 "
                          "(torch's fully_shard): set `fsdp_version: 2` under fsdp_config (see examples/accelerate/fsdp.yaml)")
@@ -126,10 +129,6 @@ class ShardedTwin:
         try: yield
         finally: self.model.set_requires_gradient_sync(True)
 
-    def reduce_replicated_grads(self):
-        "Average the gradients of the whole (unsharded) trainable tensors over the processes, in one all-reduce."
-        average_grads(self.replicated)
-
     def copy_back(self) -> nn.Module:
         "Write the copy's trainable tensors, gathered whole, into the original model (every process calls this); returns the original."
         orig = dict(self.original.named_parameters())
@@ -154,14 +153,13 @@ DEEPSPEED_LAUNCH_VAR = "ACCELERATE_USE_DEEPSPEED"
 def deepspeed_settings(acc) -> DeepSpeedSettings | None:
     "The ZeRO settings of an `accelerate launch` with a DeepSpeed config, or None."
     from accelerate.utils import DistributedType
-    if acc.distributed_type == DistributedType.DEEPSPEED: plugin = acc.state.deepspeed_plugin
-    elif acc.num_processes > 1 and os.environ.get(DEEPSPEED_LAUNCH_VAR, "false").lower() == "true":
-        try: import deepspeed  # noqa: F401
-        except ImportError as e: raise ImportError("the accelerate config asks for DeepSpeed, which is not installed: `pip install deepspeed`, "
-                                                   "or launch with examples/accelerate/fsdp.yaml") from e
-        from accelerate.utils import DeepSpeedPlugin
-        plugin = DeepSpeedPlugin()                        # CPU processes: accelerate ran them as DDP; the plugin reads the launcher's variables
-    else: return None
+    if not _requested(acc, DistributedType.DEEPSPEED, DEEPSPEED_LAUNCH_VAR): return None
+    try: import deepspeed  # noqa: F401
+    except ImportError as e: raise ImportError("the accelerate config asks for DeepSpeed, which is not installed: `pip install deepspeed`, "
+                                               "or launch with examples/accelerate/fsdp.yaml") from e
+    from accelerate.utils import DeepSpeedPlugin
+    # on CPU processes the plugin reads the launcher's ACCELERATE_DEEPSPEED_* variables
+    plugin = acc.state.deepspeed_plugin if acc.distributed_type == DistributedType.DEEPSPEED else DeepSpeedPlugin()
     stage = int(plugin.zero_stage)
     if stage not in (1, 2):
         raise ValueError(f"the accelerate config asks for DeepSpeed ZeRO stage {stage}; the training stages run ZeRO-1 or ZeRO-2 "
