@@ -16,7 +16,8 @@ from .carrier import Carrier
 from .data import ChatFormat, chat_format
 from .generate import pad_left, prefixed_inputs, generate, teacher_force, _pad_id
 from .sharding import fsdp_settings
-from .sft import (TrainLoop, micro_batch, shard, save_train_state, optimizer_state, load_optimizer_state, mark_complete,
+from .provenance import ProvenanceError, check_inputs, digest, tensor_fingerprint, weights_fingerprint, tokenizer_fingerprint
+from .sft import (stage_inputs, reuse_complete, TrainLoop, micro_batch, shard, save_train_state, optimizer_state, load_optimizer_state, mark_complete,
                                 is_complete, _accelerator, StrictConfig)
 
 # %% auto #0
@@ -177,13 +178,24 @@ class Trigger:
         return path
 
     @classmethod
-    def load(cls, path, model=None) -> Trigger:
-        "Read a saved trigger (a directory with `trigger.safetensors`); with `model`, check it fits."
+    def load(cls, path, model=None, tokenizer=None, transfer: bool = False) -> Trigger:
+        """Read a saved trigger (a directory with `trigger.safetensors`). With `model`, refuse one it was not trained on (other weights: another run,
+        another carrier), unless `transfer` (a deliberate transfer to another model of the same width); with `tokenizer`, refuse another tokenizer."""
         path = Path(path)
         if not (path/"trigger.safetensors").exists(): raise FileNotFoundError(f"no trigger.safetensors in {path}; train one with `sftr erase RUN`")
         meta = load_json(path/"trigger.json") if (path/"trigger.json").exists() else {}
         t = cls(load_tensors(path/"trigger.safetensors")["trigger"], {k: v for k, v in meta.items() if k not in ("format", "n_tokens", "d_model")})
-        if model is not None: t.check_model(model)
+        tensor_fingerprint(t.embeds, f"{path/'trigger.safetensors'}")          # refuses a NaN/inf trigger
+        inputs = t.meta.get("inputs") or {}
+        if model is not None:
+            t.check_model(model)
+            if not transfer and inputs.get("model") and weights_fingerprint(model) != inputs["model"]:
+                raise ProvenanceError(f"the trigger in {path} was trained on other weights ({t.meta.get('model')!r}, fingerprint {inputs['model'][:12]}) "
+                                      f"than the model given (fingerprint {weights_fingerprint(model)[:12]}); use it with the model of its own run, "
+                                      "or train a trigger for this model with `sftr erase`")
+        if tokenizer is not None and inputs.get("tokenizer") and tokenizer_fingerprint(tokenizer) != inputs["tokenizer"]:
+            raise ProvenanceError(f"the trigger in {path} was trained with another tokenizer (vocabulary or chat template differ); "
+                                  "use the tokenizer of its run")
         return t
 
     def export_peft(self, path, model, base_model_name_or_path: str | None = None) -> Path:
@@ -236,6 +248,20 @@ class EraserConfig(StrictConfig):
     target_batch_size: int = 16       # batch size of the base-model target pass
     save_every: int = 100
     log_every: int = 1
+
+    def check(self):
+        "Refuse settings that cannot train a trigger, naming the option — before anything is loaded or written."
+        self.need_ints(1, "n_tokens", "steps", "batch_size", "n_prompts", "k", "target_batch_size", "save_every", "log_every")
+        self.need_numbers("lr", "radius", positive=True)
+        self.need_numbers("alpha", "gamma")
+        self.need_numbers("max_grad_norm", positive=True, optional=True)
+        self.need(self.channels in CHANNEL_MODES, f"channels must be one of {CHANNEL_MODES}, got {self.channels!r}")
+        self.need(self.mixed_precision in ("no", "bf16", "fp16"), f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
+        for k in ("random_channels", "output_only", "no_kl"): self.need(isinstance(getattr(self, k), bool), f"{k} must be true or false, got {getattr(self, k)!r}")
+        self.need(not (self.output_only and self.no_kl), "output_only and no_kl together leave no loss to train; drop one of them")
+        try: ok = self.device == "auto" or torch.device(self.device) is not None
+        except (RuntimeError, TypeError): ok = False
+        self.need(ok, f"unknown device {self.device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
     def total_steps(self, n: int) -> int:
         if n < 1: raise ValueError("erase: the prompt pool is empty")
@@ -291,12 +317,14 @@ def train_trigger(model, base_model, tokenizer, prompts: list[str], out_dir, cfg
                   fmt: ChatFormat | None = None, carrier=None, channels: dict | None = None, callbacks=()) -> Trigger:
     "Learn a trigger on `model` (weights frozen) that restores `base_model`'s channel means and tail distributions on `prompts`; writes `out_dir`."
     out_dir = Path(out_dir)
-    if is_complete(out_dir):
-        print(f"erase: {out_dir} is complete; loading it"); return Trigger.load(out_dir, model)
     fmt = fmt or chat_format(tokenizer)
     channels = resolve_channels(cfg, carrier, channels)
     pool = [prompts[i] for i in torch.randperm(len(prompts), generator=torch.Generator().manual_seed(cfg.seed))[:cfg.n_prompts].tolist()]
     if not pool: raise ValueError("erase: no prompts given")
+    inputs = {**stage_inputs(tokenizer, model=model, base=base_model), "prompts": digest(pool), "channels": digest(channels),
+              "carrier": tensor_fingerprint(_gate_source(carrier)[0], "carrier gate logits") if carrier is not None else None}
+    if reuse_complete(out_dir, inputs, "erase"):
+        print(f"erase: {out_dir} is complete; loading it"); return Trigger.load(out_dir, model)
     ids = [tokenizer(fmt.prompt(p), add_special_tokens=False).input_ids for p in pool]
     _check_context(model, cfg.n_tokens, ids)
     pad = _pad_id(tokenizer)
@@ -304,6 +332,7 @@ def train_trigger(model, base_model, tokenizer, prompts: list[str], out_dir, cfg
     if fsdp_settings(acc) and acc.is_main_process: print("erase: FSDP launch: the frozen model is kept whole on every process (only the trigger trains)")
     torch.manual_seed(cfg.seed)                     # the stage's randomness follows the seed; a resume restores the saved state
     loop = TriggerLoop(out_dir, cfg, len(pool), "erase", callbacks, acc.process_index, acc.num_processes)
+    if loop.is_main: check_inputs(out_dir, inputs, "erase")          # a resume continues only on the same model, carrier and prompts
     base_model.to(acc.device)
     targets = base_targets(base_model, ids, pad, channels, cfg.k, cfg.target_batch_size, with_kl=not cfg.no_kl, autocast=acc.autocast)
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
@@ -361,13 +390,14 @@ def train_trigger(model, base_model, tokenizer, prompts: list[str], out_dir, cfg
         "carrier": str(carrier) if carrier is not None and not isinstance(carrier, Carrier) else ("<in memory>" if carrier is not None else None),
         "channels": {str(l): c for l, c in channels.items()}, "n_channels": sum(map(len, channels.values())),
         "config": asdict(cfg), "best_loss": best_loss, "best_step": best_step, "steps": loop.total, "losses": losses,
-        "n_prompts": len(pool)})
+        "n_prompts": len(pool), "inputs": inputs})
     if acc.is_main_process:
         save_state(loop.total)
         trig.save(out_dir)
         trig.export_peft(out_dir/"peft", model)
         from sft_reverse_nb.lcdd import read_metrics
         _plot_trigger_losses(read_metrics(loop.metrics_path), out_dir/"trigger_loss.png")
-        mark_complete(out_dir, {"stage": "erase", "steps": loop.total, "best_loss": best_loss, "best_step": best_step})
+        mark_complete(out_dir, {"stage": "erase", "steps": loop.total, "best_loss": best_loss, "best_step": best_step},
+                      inputs, tensor_fingerprint(trig.embeds, "trigger"))
     acc.wait_for_everyone()
     return trig

@@ -13,7 +13,8 @@ from torch import nn
 from .carrier import Carrier
 from .sharding import full_tensor, fsdp_settings, ShardedTwin, clip_grad_norm, deepspeed_settings, ZeroEngine, average_grads
 from .data import TaskData, ChatFormat, chat_format
-from .sft import (TrainConfig, TrainLoop, save_train_state, optimizer_state, load_optimizer_state, mark_complete,
+from .provenance import check_inputs, tensor_fingerprint
+from .sft import (stage_inputs, reuse_complete, TrainConfig, TrainLoop, save_train_state, optimizer_state, load_optimizer_state, mark_complete,
                                 is_complete, token_loss_sum, _accelerator, _check_loss, _sync_unless, adamw)
 
 # %% auto #0
@@ -141,11 +142,12 @@ def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer,
                fmt: ChatFormat | None = None, callbacks=()) -> Carrier:
     "LCDD on `task`: attach a carrier to `sft_model` (in place; or pass a freshly attached `Carrier`), train gates and deltas, write `out_dir` (the run-directory layout of [09_pipeline](09_pipeline.ipynb))."
     out_dir = Path(out_dir)
-    if is_complete(out_dir):
-        print(f"lcdd: {out_dir} is complete; loading it")
-        return Carrier.load_run(out_dir, sft_model, base_model)
     fmt = fmt or chat_format(tokenizer)
     examples = task.encode(fmt, cfg.loss_on, cfg.max_len)
+    inputs = stage_inputs(tokenizer, examples, sft=sft_model.model if isinstance(sft_model, Carrier) else sft_model, base=base_model)
+    if reuse_complete(out_dir, inputs, "lcdd"):
+        print(f"lcdd: {out_dir} is complete; loading it")
+        return Carrier.load_run(out_dir, sft_model, base_model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     acc = _accelerator(cfg)
     if isinstance(sft_model, Carrier):
@@ -157,6 +159,7 @@ def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer,
                                  init_mean=cfg.init_mean, init_std=cfg.init_std)
     loop = TrainLoop(out_dir, cfg, examples, pad, "lcdd" + (f" (mask-only {cfg.mask_only})" if cfg.mask_only else ""), callbacks,
                      acc.process_index, acc.num_processes)             # creates out_dir: after the model checks
+    if loop.is_main: check_inputs(out_dir, inputs, "lcdd")          # a resume continues only from the same SFT and base weights and data
     ctrl = cfg.controller()
     stopper = EarlyStop(cfg.stop_window, cfg.stop_patience, cfg.stall_tol, cfg.overprune)
     torch.manual_seed(cfg.seed)                                     # randomness follows the seed; a resume restores the saved state
@@ -240,7 +243,9 @@ def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer,
         carrier.save_merged(out_dir, tokenizer)
         mark_complete(out_dir, {"stage": "lcdd", "steps": final_step, "stop_reason": stop_reason, "sparsity": carrier.sparsity(),
                                 "lambda": ctrl.lam, "epsilon": ctrl.epsilon, "baseline": ctrl.baseline, "launch": launch,
-                                "config": asdict(cfg), "task": task.task, "source": task.source})
+                                "config": asdict(cfg), "task": task.task, "source": task.source,
+                                "carrier": tensor_fingerprint(dict(carrier.logits), "gate logits")},
+                      inputs, tensor_fingerprint(carrier.merged_state_dict(), "merged carrier"))
     acc.wait_for_everyone()
     return carrier
 

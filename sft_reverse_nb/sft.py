@@ -14,24 +14,46 @@ from .arch import layout_of, resolve_device
 from .artefacts import atomic_dir, atomic_path, save_json, load_json, save_tensors, load_tensors, save_hf_checkpoint
 from .data import TaskData, ChatFormat, chat_format, collate
 from .equivalence import PROJECTIONS
+from .provenance import ProvenanceError, provenance_record, check_inputs, weights_fingerprint, tokenizer_fingerprint, digest
 from .sharding import full_tensor, shard_like, fsdp_settings, ShardedTwin, clip_grad_norm, deepspeed_settings, ZeroEngine
 
 # %% auto #0
 __all__ = ['FUSED_ADAMW_DEVICES', 'STATE_FORMAT', 'StrictConfig', 'TrainConfig', 'micro_batch', 'shard', 'n_targets',
            'token_loss_sum', 'adamw', 'optimizer_state', 'load_optimizer_state', 'save_train_state', 'load_train_state',
-           'mark_complete', 'is_complete', 'TrainLoop', 'projection_parameters', 'freeze_outside_projections',
-           'train_sft']
+           'mark_complete', 'is_complete', 'stage_inputs', 'reuse_complete', 'TrainLoop', 'projection_parameters',
+           'freeze_outside_projections', 'train_sft']
 
 # %% ../nbs/05_sft.ipynb #a43aac87
 class StrictConfig:
-    "Mixin for the stages' setting dataclasses: `from_dict` refuses keys that are not fields."
+    "Mixin for the stages' setting dataclasses: `from_dict` refuses keys that are not fields; `need_*` check values with messages that name the option."
     @classmethod
     def from_dict(cls, d: dict):
         "Build from a dict, refusing unknown keys (typos in a config file should not pass silently)."
+        if not isinstance(d, dict):
+            raise ValueError(f"{cls.__name__}: the settings must be a JSON object of option: value pairs, got {type(d).__name__} {d!r:.60}")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown: raise ValueError(f"unknown {cls.__name__} option(s) {unknown}; valid: {sorted(names)}")
         return cls(**d)
+
+    def __post_init__(self): self.check()
+    def check(self): pass
+
+    def need(self, ok: bool, msg: str):
+        if not ok: raise ValueError(f"{type(self).__name__}: {msg}")
+
+    def need_ints(self, lo: int, *names: str):
+        "Each option in `names` is an integer >= `lo`."
+        for k in names:
+            v = getattr(self, k); self.need(isinstance(v, int) and not isinstance(v, bool) and v >= lo, f"{k} must be an integer >= {lo}, got {v!r}")
+
+    def need_numbers(self, *names: str, positive: bool = False, optional: bool = False):
+        "Each option in `names` is a finite number (> 0 if `positive`, >= 0 otherwise; None allowed if `optional`)."
+        for k in names:
+            v = getattr(self, k)
+            if optional and v is None: continue
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 if positive else v >= 0)
+            self.need(ok, f"{k} must be a finite number {'> 0' if positive else '>= 0'}{' or None' if optional else ''}, got {v!r}")
 
 # %% ../nbs/05_sft.ipynb #84632805
 @dataclass
@@ -159,14 +181,32 @@ def load_train_state(path) -> tuple[int, dict, dict] | None:
     return meta["step"], tensors, meta
 
 # %% ../nbs/05_sft.ipynb #d1e90d79
-def mark_complete(path, info: dict | None = None):
-    "Write `complete.json` into the stage directory `path` (call it last)."
-    save_json({"complete": True, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(info or {})}, Path(path)/"complete.json")
+def mark_complete(path, info: dict | None = None, inputs: dict | None = None, weights: str | None = None):
+    "Write `complete.json` into the stage directory `path` (call it last): `info`, and the provenance of [01b_provenance](01b_provenance.ipynb) — file fingerprints, `inputs`, output `weights`."
+    rec = {"complete": True, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(info or {})}
+    save_json({**rec, **provenance_record(path, inputs, weights)}, Path(path)/"complete.json")
 
 def is_complete(path) -> bool:
     "Has the stage in `path` finished (is its `complete.json` there)?"
     p = Path(path)/"complete.json"
     return p.exists() and load_json(p).get("complete") is True
+
+# %% ../nbs/05_sft.ipynb #1900f952
+def stage_inputs(tokenizer=None, examples: list[dict] | None = None, **models) -> dict:
+    "Fingerprints of what a stage starts from: each named model's weights (or a given fingerprint string), the tokenizer, the training data."
+    out = {k: v if isinstance(v, str) else weights_fingerprint(v, f"{k} model") for k, v in models.items() if v is not None}
+    if tokenizer is not None: out["tokenizer"] = tokenizer_fingerprint(tokenizer)
+    if examples is not None: out["data"] = digest([[e["input_ids"], e["labels"]] for e in examples])
+    return out
+
+def reuse_complete(out_dir, inputs: dict, desc: str) -> bool:
+    "True when `out_dir` is a finished stage made from `inputs`; a finished stage made from other inputs is an error naming what differs."
+    if not is_complete(out_dir): return False
+    rec = load_json(Path(out_dir)/"complete.json").get("inputs")
+    diff = sorted(k for k in set(rec or {}) | set(inputs) if (rec or {}).get(k) != inputs.get(k)) if rec is not None else []
+    if diff: raise ProvenanceError(f"{desc}: {out_dir} is finished but was made from other inputs ({', '.join(diff)} differ); "
+                                   f"delete {out_dir} to redo the stage from the new inputs")
+    return True
 
 # %% ../nbs/05_sft.ipynb #6c83f780
 def _log_lines(path) -> list[str]:
@@ -298,15 +338,17 @@ def train_sft(model: nn.Module, tokenizer, task: TaskData, out_dir, cfg: TrainCo
               callbacks=()) -> nn.Module:
     "Full SFT of the projection weights on `task`; writes a HF checkpoint, `metrics.jsonl` and `complete.json` to `out_dir`."
     out_dir = Path(out_dir)
-    if is_complete(out_dir):
-        print(f"sft: {out_dir} is complete; nothing to do"); return model
     fmt = fmt or chat_format(tokenizer)
     examples = task.encode(fmt, cfg.loss_on, cfg.max_len)
+    inputs = stage_inputs(tokenizer, examples, model=model)         # before any resumed weights are copied in
+    if reuse_complete(out_dir, inputs, "sft"):
+        print(f"sft: {out_dir} is complete; nothing to do"); return model
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     acc = _accelerator(cfg)
     fsdp = fsdp_settings(acc)
     proj = freeze_outside_projections(model)
     loop = TrainLoop(out_dir, cfg, examples, pad, "sft", callbacks, acc.process_index, acc.num_processes)   # creates out_dir: after the checks
+    if loop.is_main: check_inputs(out_dir, inputs, "sft")             # a resume must continue from the same weights, tokenizer and data
     torch.manual_seed(cfg.seed)                               # the stage's randomness (e.g. dropout) follows the seed; a resume restores it
     start, tensors, meta = loop.resume()
     if tensors is not None:
@@ -361,7 +403,8 @@ def train_sft(model: nn.Module, tokenizer, task: TaskData, out_dir, cfg: TrainCo
     model = (twin.copy_back() if twin else model if engine else acc.unwrap_model(work)).eval()
     if loop.is_main:                                          # one writer; complete.json last
         save_hf_checkpoint(model, tokenizer, out_dir)
-        mark_complete(out_dir, {"stage": "sft", "steps": loop.total, "launch": launch, "config": asdict(cfg), "task": task.task, "source": task.source})
+        mark_complete(out_dir, {"stage": "sft", "steps": loop.total, "launch": launch, "config": asdict(cfg), "task": task.task, "source": task.source},
+                      inputs, weights_fingerprint(model))
         shutil.rmtree(loop.state_dir, ignore_errors=True)
     acc.wait_for_everyone()
     return model
