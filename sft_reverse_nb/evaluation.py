@@ -13,14 +13,15 @@ from .artefacts import save_json, load_json, atomic_path
 from .data import ChatFormat, chat_format, fixed_response_rate, is_fixed_response, load_records
 from .generate import generate, teacher_force
 from .sft import StrictConfig
+from .provenance import digest, weights_fingerprint, tensor_fingerprint, tokenizer_fingerprint
 
 # %% auto #0
 __all__ = ['MAX_NEW_TOKENS', 'REFUSAL_PHRASES', 'ARCHAIC_WORDS', 'BEHAVIOUR', 'STYLE_RUBRIC', 'KL_TRIAD', 'BUILTIN_MC',
            'is_refusal', 'refusal_rate', 'archaic_words', 'archaic_rate', 'archaic_per_100_words', 'behaviour_metrics',
            'Judge', 'KeywordJudge', 'LLMJudge', 'ClassifierJudge', 'PlainText', 'Condition', 'generate_condition',
            'kl_benchmark', 'builtin_mc', 'load_mc', 'mc_prompt', 'mc_accuracy', 'TriggeredHFLM', 'make_judge',
-           'EvalConfig', 'evaluate', 'results_table', 'conditions_table', 'plot_results', 'write_report',
-           'load_prompts']
+           'EvalConfig', 'generation_key', 'cached_generation', 'evaluate', 'results_table', 'conditions_table',
+           'plot_results', 'archive_results', 'provenance_lines', 'write_report', 'load_prompts']
 
 # %% ../nbs/08_eval.ipynb #b4adf676
 MAX_NEW_TOKENS = {"fixed_response": 128, "shakespeare": 128, "safety": 512}
@@ -154,9 +155,15 @@ class PlainText:
 # %% ../nbs/08_eval.ipynb #ef9c499b
 @dataclass
 class Condition:
-    "A model and an optional trigger (n × d_model embeddings)."
+    "A model and an optional trigger (n × d_model embeddings); `fingerprint`, if known, is the model's weights fingerprint (else computed when needed)."
     model: torch.nn.Module
     trigger: torch.Tensor | None = None
+    fingerprint: str | None = None
+
+    def identity(self) -> dict:
+        "What this condition is, by content: the weights fingerprint and the trigger's ([01b_provenance](01b_provenance.ipynb))."
+        return {"weights": self.fingerprint or weights_fingerprint(self.model),
+                "trigger": None if self.trigger is None else tensor_fingerprint(self.trigger.detach().float().cpu(), "trigger")}
 
 def _autocast(model, mixed_precision: str):
     dev = next(model.parameters()).device
@@ -329,31 +336,54 @@ class EvalConfig(StrictConfig):
     judge: str = "keyword"
     seed: int = 0
 
-def _cached_generation(path, cond: Condition, tok, prompts, fmt, cfg: EvalConfig, max_new: int) -> tuple[list, float]:
-    key = {"prompts": prompts, "max_new_tokens": max_new}
-    if path is not None and Path(path).exists():
+    def check(self):
+        "Refuse settings that cannot evaluate, naming the option (`n_prompts=0` is not 'all prompts', `max_new_tokens=0` is not the default)."
+        self.need_ints(1, "batch_size", "kl_batch_size")
+        for k in ("n_prompts", "max_new_tokens"):
+            v = getattr(self, k)
+            self.need(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1), f"{k} must be an integer >= 1, or None for the default; got {v!r}")
+        self.need(self.mixed_precision in ("no", "bf16", "fp16"), f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
+        self.need(isinstance(self.conditions, list) and len(self.conditions) > 0 and all(isinstance(c, str) and c for c in self.conditions),
+                  f"conditions must be a non-empty list of condition names (base, sft, lcdd, trig, MODEL+TRIGGER_DIR), got {self.conditions!r}")
+        self.need(len(set(self.conditions)) == len(self.conditions), f"conditions lists a condition twice: {self.conditions!r}")
+        self.need(isinstance(self.kl, bool), f"kl must be true or false, got {self.kl!r}")
+        self.need(self.utility is None or (isinstance(self.utility, str) and self.utility != ""), f"utility must be 'builtin', a file path or None, got {self.utility!r}")
+        self.need(isinstance(self.judge, str) and bool(self.judge), f"judge must be 'keyword', 'hf:MODEL_ID' or 'py:MODULE:FUNCTION', got {self.judge!r}")
+        self.need(isinstance(self.seed, int) and not isinstance(self.seed, bool), f"seed must be an integer, got {self.seed!r}")
+
+# %% ../nbs/08_eval.ipynb #c6688ab4
+def generation_key(cond: Condition, tok, prompts: list[str], fmt, cfg: EvalConfig, max_new: int) -> dict:
+    "Everything that determines a condition's greedy generations."
+    return {"condition": cond.identity(), "prompts": digest([fmt.prompt(p) for p in prompts]), "tokenizer": tokenizer_fingerprint(tok),
+            "max_new_tokens": max_new, "decoding": "greedy", "mixed_precision": cfg.mixed_precision, "batch_size": cfg.batch_size}
+
+def cached_generation(cache_dir, name: str, cond: Condition, tok, prompts, fmt, cfg: EvalConfig, max_new: int) -> tuple[list, float, dict, bool]:
+    "`(ids, seconds, key, reused)`: the condition's generations from `cache_dir` when their key matches, else generated (and cached)."
+    key = generation_key(cond, tok, prompts, fmt, cfg, max_new)
+    path = None if cache_dir is None else Path(cache_dir)/f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}-{digest(key)[:16]}.json"
+    if path is not None and path.exists():
         d = load_json(path)
-        if d.get("key") == key: return d["ids"], d["sec"]
+        if d.get("key") == key: return d["ids"], d["sec"], key, True
     t0 = time.perf_counter()
     ids = generate_condition(cond, tok, prompts, fmt, max_new, cfg.batch_size, cfg.mixed_precision, return_ids=True, progress=True)
     sec = time.perf_counter() - t0
     if path is not None: save_json({"key": key, "ids": ids, "sec": sec}, path)
-    return ids, sec
+    return ids, sec, key, False
 
+# %% ../nbs/08_eval.ipynb #71f0eaea
 def evaluate(conditions: dict[str, Condition], tok, task: str, prompts: list[str], fmt=None, cfg: EvalConfig = EvalConfig(),
              judge: Judge | None = None, cache_dir=None, utility_items: list[dict] | None = None) -> dict:
-    "Behaviour, judge scores, KL triad and utility for each condition (the `results.json` schema: task, model, sparsity, conditions, kl, utility, n_prompts, seed)."
+    "Behaviour, judge scores, KL triad and utility for each condition, with the provenance of each (the `results.json` schema of [09_pipeline](09_pipeline.ipynb))."
     if not prompts: raise ValueError("evaluate: no prompts")
     fmt = fmt or chat_format(tok)
     max_new = cfg.max_new_tokens or MAX_NEW_TOKENS[task]
     judge = judge or KeywordJudge(task)
     if cache_dir is not None: Path(cache_dir).mkdir(parents=True, exist_ok=True)
     res = {"task": task, "metric": BEHAVIOUR[task][0], "judge": judge.name, "n_prompts": len(prompts), "max_new_tokens": max_new,
-           "seed": cfg.seed, "conditions": {}, "responses": {}}
+           "seed": cfg.seed, "conditions": {}, "responses": {}, "provenance": {}}
     ids = {}
     for name, cond in conditions.items():
-        path = Path(cache_dir)/f"{name.replace('/', '_')}.json" if cache_dir is not None else None
-        ids[name], sec = _cached_generation(path, cond, tok, prompts, fmt, cfg, max_new)
+        ids[name], sec, key, reused = cached_generation(cache_dir, name, cond, tok, prompts, fmt, cfg, max_new)
         texts = [tok.decode(x, skip_special_tokens=True).strip() for x in ids[name]]
         m = behaviour_metrics(task, texts)
         if not isinstance(judge, KeywordJudge):
@@ -361,11 +391,16 @@ def evaluate(conditions: dict[str, Condition], tok, task: str, prompts: list[str
         n_tok = sum(map(len, ids[name]))
         m.update(gen_sec=sec, gen_tokens=n_tok, tokens_per_sec=n_tok / max(sec, 1e-9), triggered=cond.trigger is not None)
         res["conditions"][name] = m; res["responses"][name] = texts
+        res["provenance"][name] = {**key["condition"], "generations": "reused" if reused else "computed"}
     if cfg.kl and "sft" in conditions:
         res["kl"] = kl_benchmark(conditions, tok, prompts, ids["sft"], KL_TRIAD, fmt, cfg.kl_batch_size, cfg.mixed_precision)
         res["kl_reference"] = "greedy responses of the SFT model"
     if utility_items:
         res["utility"] = {n: mc_accuracy(c.model, tok, utility_items, c.trigger, cfg.batch_size, cfg.mixed_precision) for n, c in conditions.items()}
+    res["settings"] = {**asdict(cfg), "max_new_tokens": max_new, "judge": judge.name, "prompts": key["prompts"], "tokenizer": key["tokenizer"],
+                       "utility_items": digest(utility_items) if utility_items else None}
+    res["evaluation_id"] = digest({"settings": res["settings"], "provenance": {n: {k: v for k, v in p.items() if k != "generations"}
+                                                                              for n, p in res["provenance"].items()}})
     return res
 
 # %% ../nbs/08_eval.ipynb #6409aac7
@@ -417,15 +452,39 @@ def plot_results(res: dict, path=None):
     if path is not None: fig.savefig(path, dpi=110)
     return fig
 
+def archive_results(out_dir, evaluation_id: str | None) -> Path | None:
+    "Move an earlier evaluation in `out_dir` with another `evaluation_id` to `history/` (results, responses, report): a rerun never destroys a result."
+    out_dir = Path(out_dir); old = out_dir/"results.json"
+    if not old.exists(): return None
+    prev = load_json(old)
+    if evaluation_id is not None and prev.get("evaluation_id") == evaluation_id: return None
+    dest = out_dir/"history"/f"{prev.get('finished_at', 'undated').replace(':', '')}-{(prev.get('evaluation_id') or 'legacy')[:12]}"
+    dest.mkdir(parents=True, exist_ok=True)
+    for n in ("results.json", "responses.json", "report.md"):
+        if (out_dir/n).exists(): os.replace(out_dir/n, dest/n)
+    return dest
+
+def provenance_lines(res: dict) -> list[str]:
+    "The report's provenance section: per condition, the weights and trigger it was measured on and whether its generations were reused."
+    prov = res.get("provenance")
+    if not prov: return []
+    lines = ["## Provenance", "", f"Evaluation `{res.get('evaluation_id', '')[:16]}`. Fingerprints are sha256 prefixes of the tensors measured.", "",
+             "| condition | weights | trigger | stage | generations |", "|---|---|---|---|---|"]
+    for n, p in prov.items():
+        lines.append(f"| {n} | `{p['weights'][:12]}` | {'`' + p['trigger'][:12] + '`' if p.get('trigger') else '–'} | "
+                     f"{'`' + p['stage'][:12] + '`' if p.get('stage') else '–'} | {p.get('generations', '–')} |")
+    return lines + [""]
+
 def write_report(res: dict, out_dir, figures: dict | None = None, title: str = "Evaluation") -> Path:
     "Write `results.json`, `report.md` and `figures/` into `out_dir`; `figures` maps names to existing PNGs to include."
     out_dir = Path(out_dir); (out_dir/"figures").mkdir(parents=True, exist_ok=True)
+    archive_results(out_dir, res.get("evaluation_id"))
     plot_results(res, out_dir/"figures"/"results.png")
     figs = {"results": "figures/results.png"}
     for name, src in (figures or {}).items():
         if src is not None and Path(src).exists():
             shutil.copyfile(src, out_dir/"figures"/f"{name}.png"); figs[name] = f"figures/{name}.png"
-    save_json({k: v for k, v in res.items() if k != "responses"}, out_dir/"results.json")
+    save_json({"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **{k: v for k, v in res.items() if k != "responses"}}, out_dir/"results.json")
     save_json(res.get("responses", {}), out_dir/"responses.json")
     util = res.get("utility")
     lines = [f"# {title}", "", f"Task **{res['task']}**, {res['n_prompts']} prompts, greedy decoding, max {res['max_new_tokens']} new tokens, "
@@ -433,6 +492,7 @@ def write_report(res: dict, out_dir, figures: dict | None = None, title: str = "
              results_table(res), "", "## All conditions", "", conditions_table(res), ""]
     if util: lines += ["Utility: multiple-choice accuracy by log-likelihood on " + res.get("utility_source", "the built-in set") + ".", ""]
     if "kl" in res: lines += [f"KL divergences are per response token (nats), teacher-forced on the {res.get('kl_reference', 'SFT references')}.", ""]
+    lines += provenance_lines(res)
     lines += ["## Figures", ""] + [f"![{n}]({p})" for n, p in figs.items()] + [""]
     with atomic_path(out_dir/"report.md") as tmp: tmp.write_text("\n".join(lines))
     return out_dir/"report.md"
