@@ -4,24 +4,27 @@
 
 # %% ../nbs/09_pipeline.ipynb #a0b1a664
 from __future__ import annotations
-import copy, os, time
+import copy, inspect, os, re, time, warnings
 from dataclasses import asdict
 from pathlib import Path
 from .arch import load_model, load_tokenizer, tiny_model, resolve_dtype, resolve_device
-from .artefacts import save_json, load_json, atomic_path
+from .artefacts import save_json, load_json, load_tensors, atomic_path
+from .provenance import ProvenanceError, verify_stage, weights_fingerprint
+from fastcore.basics import patch
 from .data import TaskData, fixed_response, safety, shakespeare, tiny_tokenizer, chat_format, ChatFormat
 from .sft import TrainConfig, train_sft, is_complete, mark_complete
 from .lcdd import LCDDConfig, train_lcdd
 from .eraser import EraserConfig, Trigger, train_trigger
-from .evaluation import (BEHAVIOUR, EvalConfig, Condition, evaluate, write_report, results_table, make_judge, builtin_mc, load_mc,
+from .evaluation import (BEHAVIOUR, EvalConfig, Condition, evaluate, write_report, results_table, make_judge, builtin_mc, load_mc, MAX_NEW_TOKENS,
                                        load_prompts, plot_results)
 
 # %% auto #0
 __all__ = ['VICUNA_TEMPLATE', 'PAPER_MODELS', 'TABLE7', 'PAPER_TASK_SOURCES', 'PRESETS', 'STAGE_CONFIGS', 'STAGE_DIRS', 'TASKS',
-           'ABLATION_SWITCHES', 'STRUCTURE', 'STAGES', 'get_preset', 'load_config_file', 'resolve_config', 'run_config',
-           'build_task', 'config_model', 'config_tokenizer', 'config_format', 'sft_stage', 'lcdd_stage',
-           'save_lcdd_figures', 'trigger_dir_name', 'erase_stage', 'parse_condition', 'RunModels', 'eval_stage',
-           'ablation_stage', 'run_pipeline', 'ensure_smollm2', 'demo']
+           'RUN_KEYS', 'ABLATION_SWITCHES', 'STRUCTURE', 'STAGES', 'get_preset', 'load_config_file', 'check_run_keys',
+           'resolve_config', 'run_config', 'build_task', 'config_model', 'config_tokenizer', 'config_format',
+           'sft_stage', 'lcdd_stage', 'save_lcdd_figures', 'trigger_dir_name', 'run_subdir', 'erase_stage',
+           'parse_condition', 'RunModels', 'carrier_counts', 'check_prompt_lengths', 'eval_stage', 'ablation_stage',
+           'run_pipeline', 'ensure_smollm2', 'demo']
 
 # %% ../nbs/09_pipeline.ipynb #b3d7dfe7
 VICUNA_TEMPLATE = ("{{ 'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user\\'s questions.' }}"
@@ -83,6 +86,7 @@ def get_preset(name: str) -> dict:
 STAGE_CONFIGS = {"sft": TrainConfig, "lcdd": LCDDConfig, "erase": EraserConfig, "eval": EvalConfig}
 STAGE_DIRS = {"sft": "sft", "lcdd": "lcdd", "erase": "trigger", "eval": "eval"}     # where each stage writes inside RUN/
 TASKS = {"fixed_response": fixed_response, "safety": safety, "shakespeare": shakespeare}
+RUN_KEYS = ("model", "base", "chat_template", "fallback_template", "dtype", "device", "task", "preset") + tuple(STAGE_CONFIGS)
 
 def _merge(a: dict, b: dict) -> dict:
     out = copy.deepcopy(a)
@@ -100,17 +104,38 @@ def load_config_file(path) -> dict:
         return yaml.safe_load(path.read_text())
     return load_json(path)
 
+def check_run_keys(cfg, source: str = "configuration") -> dict:
+    "Refuse a run configuration that is not an object, has unknown keys at any level, or asks to run the model's own code."
+    if not isinstance(cfg, dict): raise ValueError(f"{source}: a run configuration must be a JSON object (model, task, sft, lcdd, ...), got {type(cfg).__name__}")
+    if "trust_remote_code" in cfg:
+        raise ValueError(f"{source}: trust_remote_code is never read from a configuration file (a run directory could carry it in); "
+                         "pass --trust-remote-code on the command line, or trust_remote_code=True in Python")
+    unknown = sorted(set(cfg) - set(RUN_KEYS))
+    if unknown: raise ValueError(f"{source}: unknown run option(s) {unknown}; valid: {sorted(RUN_KEYS)}")
+    task = cfg.get("task")
+    if not isinstance(task, dict) or task.get("name") not in TASKS:
+        raise ValueError(f"{source}: task must be an object whose name is one of {sorted(TASKS)}, got {task!r:.80}")
+    params = set(inspect.signature(TASKS[task["name"]]).parameters) | {"name"}
+    bad = sorted(set(task) - params)
+    if bad: raise ValueError(f"{source}: unknown {task['name']} task option(s) {bad}; valid: {sorted(params)}")
+    for st in STAGE_CONFIGS:
+        if not isinstance(cfg.get(st, {}), dict): raise ValueError(f"{source}: {st} must be an object of settings, got {cfg[st]!r:.60}")
+    return cfg
+
 def resolve_config(preset: str | None = None, config_file=None, overrides: dict | None = None) -> dict:
-    "Preset or file, then overrides; every stage's settings checked against its config class."
+    "Preset or file, then overrides; every level checked (unknown keys, each stage's values) before anything runs."
     if preset and config_file: raise ValueError("give either a preset or a config file, not both")
     cfg = get_preset(preset) if preset else load_config_file(config_file) if config_file else get_preset("cpu-smollm2")
+    check_run_keys(cfg, str(config_file) if config_file else f"preset {preset}")
     cfg = _merge(cfg, overrides or {})
     cfg["preset"] = preset
+    check_run_keys(cfg, "configuration with overrides")
     for stage, cls in STAGE_CONFIGS.items(): cfg[stage] = asdict(cls.from_dict(cfg.get(stage, {})))
-    if cfg["task"]["name"] not in TASKS: raise ValueError(f"unknown task {cfg['task']['name']!r}; choose one of {sorted(TASKS)}")
     resolve_dtype(cfg.get("dtype", "float32")); resolve_device(cfg.get("device", "cpu"))
     return cfg
 
+
+# %% ../nbs/09_pipeline.ipynb #e04911d5
 def _diff(recorded: dict, new: dict, prefix="") -> list[str]:
     out = []
     for k, v in new.items():
@@ -118,30 +143,55 @@ def _diff(recorded: dict, new: dict, prefix="") -> list[str]:
         elif recorded.get(k) != v: out.append(f"{prefix}{k}: run has {recorded.get(k)!r}, asked {v!r}")
     return out
 
-def run_config(run_dir, preset=None, config_file=None, overrides: dict | None = None) -> dict:
-    "The run's configuration: recorded in `RUN/config.json`, or resolved now and recorded."
+def _stages_changed(run_dir: Path, diffs: list[str]) -> list[str]:
+    "The started stages a list of differences would change (a stage's own section, or anything shared by every stage)."
+    started = [st for st in STAGE_CONFIGS if (run_dir/STAGE_DIRS[st]).exists()]
+    hit = set()
+    for d in diffs:
+        head = d.split(":", 1)[0].split(".", 1)[0]
+        if head == "preset": continue
+        hit |= {head} & set(started) if head in STAGE_CONFIGS else set(started)
+    hit.discard("eval")                                   # an evaluation is rerun, never refused: earlier results move to history
+    return [st for st in STAGE_CONFIGS if st in hit]
+
+def _recorded_config(path: Path) -> dict:
+    recorded = load_json(path)
+    if not isinstance(recorded, dict): raise ValueError(f"{path} is not a run configuration (not a JSON object); delete it and rerun with --preset or --config")
+    if recorded.pop("trust_remote_code", None):
+        warnings.warn(f"{path} asks for trust_remote_code; a recorded configuration is never allowed to run a model's code (pass --trust-remote-code)")
+    missing = [st for st in STAGE_CONFIGS if st not in recorded]     # a run recorded before a stage existed: the preset's settings
+    src = get_preset(recorded["preset"]) if missing and recorded.get("preset") in PRESETS else {}
+    for st in missing: recorded[st] = asdict(STAGE_CONFIGS[st].from_dict(src.get(st, {})))
+    return recorded
+
+def run_config(run_dir, preset=None, config_file=None, overrides: dict | None = None, reconfigure: bool = False) -> dict:
+    """The run's configuration: recorded in `RUN/config.json`, or resolved now and recorded. A different preset or file for an existing run is
+    refused with the list of differences unless `reconfigure`; a change to a stage that has started is refused, naming the directory to delete."""
     run_dir = Path(run_dir); path = run_dir/"config.json"
-    if path.exists():
-        recorded = load_json(path)
-        missing = [st for st in STAGE_CONFIGS if st not in recorded]     # a run recorded before a stage existed: the preset's settings
-        if missing:
-            src = get_preset(recorded["preset"]) if recorded.get("preset") in PRESETS else {}
-            for st in missing: recorded[st] = asdict(STAGE_CONFIGS[st].from_dict(src.get(st, {})))
-            save_json(recorded, path)
-        if preset and preset != recorded.get("preset"): raise ValueError(f"{run_dir} was created with preset {recorded.get('preset')!r}, not {preset!r}; use a new run directory")
-        overrides = overrides or {}
-        started = [st for st in STAGE_CONFIGS if (run_dir/STAGE_DIRS[st]).exists()]
-        fixed = {k: v for k, v in overrides.items() if k not in STAGE_CONFIGS or k in started}
-        conflicts = _diff(recorded, fixed) if started else []
-        if conflicts: raise ValueError(f"{run_dir} already has a configuration that differs: {'; '.join(conflicts)}. Use a new run directory")
-        if _diff(recorded, overrides):
-            cfg = _merge(recorded, overrides)
-            for stage, cls in STAGE_CONFIGS.items(): cfg[stage] = asdict(cls.from_dict(cfg.get(stage, {})))
-            save_json(cfg, path); recorded = cfg
-        return recorded
-    cfg = resolve_config(preset, config_file, overrides)
-    save_json(cfg, path)
-    return cfg
+    if not path.exists():
+        cfg = resolve_config(preset, config_file, overrides)
+        save_json(cfg, path)
+        return cfg
+    recorded = _recorded_config(path)
+    if preset or config_file:
+        target = resolve_config(preset, config_file, overrides)
+        diffs = _diff(recorded, target)
+        if diffs and not reconfigure:
+            raise ValueError(f"{run_dir} is configured differently ({'; '.join(diffs[:6])}{'; ...' if len(diffs) > 6 else ''}); pass --reconfigure "
+                             "(reconfigure=True) to record the new configuration, or use another run directory")
+    else: target = _merge(recorded, overrides or {})
+    diffs = _diff(recorded, target)
+    stuck = _stages_changed(run_dir, diffs)
+    if stuck:
+        dirs = ", ".join(str(run_dir/STAGE_DIRS[st]) for st in stuck)
+        raise ValueError(f"{run_dir}: the change ({'; '.join(diffs[:6])}) would alter the stage(s) {', '.join(stuck)} that already ran with the "
+                         f"recorded settings; delete {dirs} to redo them with the new settings, or keep the recorded ones")
+    if diffs:
+        check_run_keys(target, "configuration")
+        for stage, cls in STAGE_CONFIGS.items(): target[stage] = asdict(cls.from_dict(target.get(stage, {})))
+        save_json(target, path)
+    return target
+
 
 # %% ../nbs/09_pipeline.ipynb #d7962429
 def build_task(task_cfg: dict) -> TaskData:
@@ -149,14 +199,18 @@ def build_task(task_cfg: dict) -> TaskData:
     kw = {k: v for k, v in task_cfg.items() if k != "name"}
     return TASKS[task_cfg["name"]](**kw)
 
-def config_model(name: str, cfg: dict):
-    "Load `name` (a path, hub id, `smollm2` or `tiny:FAMILY`) with the run's dtype/device."
+def config_model(name: str, cfg: dict, trust_remote_code: bool = False):
+    "Load `name` (a path, hub id, `smollm2` or `tiny:FAMILY`) with the run's dtype; a damaged checkpoint is named with its fix."
     if name.startswith("tiny:"): return tiny_model(name.split(":", 1)[1])
-    return load_model(name, dtype=cfg.get("dtype", "float32"), device="cpu", trust_remote_code=cfg.get("trust_remote_code", False))
+    from safetensors import SafetensorError
+    try: return load_model(name, dtype=cfg.get("dtype", "float32"), device="cpu", trust_remote_code=trust_remote_code)
+    except SafetensorError as e:
+        raise ValueError(f"the checkpoint in {name} is damaged or incomplete ({e}); delete {name} and rerun the stage that wrote it "
+                         "(or point to an intact copy)") from e
 
-def config_tokenizer(cfg: dict):
+def config_tokenizer(cfg: dict, trust_remote_code: bool = False):
     "The run's tokenizer, with the preset's chat template if it sets one."
-    tok = tiny_tokenizer() if cfg["base"].startswith("tiny:") else load_tokenizer(cfg["base"], cfg.get("trust_remote_code", False))
+    tok = tiny_tokenizer() if cfg["base"].startswith("tiny:") else load_tokenizer(cfg["base"], trust_remote_code)
     if cfg.get("chat_template"): tok.chat_template = cfg["chat_template"]
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     return tok
@@ -164,25 +218,27 @@ def config_tokenizer(cfg: dict):
 def config_format(cfg: dict, tok) -> ChatFormat:
     return chat_format(tok, fallback_template=cfg.get("fallback_template", False))
 
+
 # %% ../nbs/09_pipeline.ipynb #37a9a6fe
-def sft_stage(run_dir, cfg: dict | None = None):
+def sft_stage(run_dir, cfg: dict | None = None, trust_remote_code: bool = False):
     "Phase 1 into `RUN/sft/`; returns the SFT model."
     run_dir = Path(run_dir); cfg = cfg or load_json(run_dir/"config.json")
-    tok = config_tokenizer(cfg)
-    if is_complete(run_dir/"sft"):
-        print(f"sft: {run_dir/'sft'} is complete; skipping")
-        return config_model(str(run_dir/"sft"), cfg)
-    model = config_model(cfg["model"], cfg)
-    return train_sft(model, tok, build_task(cfg["task"]), run_dir/"sft", TrainConfig.from_dict(cfg["sft"]), fmt=config_format(cfg, tok))
+    tok = config_tokenizer(cfg, trust_remote_code)
+    model = config_model(cfg["model"], cfg, trust_remote_code)
+    model = train_sft(model, tok, build_task(cfg["task"]), run_dir/"sft", TrainConfig.from_dict(cfg["sft"]), fmt=config_format(cfg, tok))
+    if not is_complete(run_dir/"sft"): return model
+    verify_stage(run_dir/"sft")
+    return config_model(str(run_dir/"sft"), cfg, trust_remote_code)
 
-def lcdd_stage(run_dir, cfg: dict | None = None, sft_model: str | None = None):
+def lcdd_stage(run_dir, cfg: dict | None = None, sft_model: str | None = None, trust_remote_code: bool = False):
     "Phase 2 into `RUN/lcdd/` from `RUN/sft/` (or an external SFT checkpoint); returns the carrier."
     run_dir = Path(run_dir); cfg = cfg or load_json(run_dir/"config.json")
     sft_path = Path(sft_model) if sft_model else run_dir/"sft"
     if not sft_model and not is_complete(sft_path): raise ValueError(f"{sft_path} is not a completed SFT run; run `sftr sft {run_dir}` first or pass --sft PATH")
-    tok = config_tokenizer(cfg)
-    sft = config_model(str(sft_path), cfg)
-    base = config_model(cfg["base"], cfg)
+    if (sft_path/"complete.json").exists(): verify_stage(sft_path)          # the SFT weights LCDD starts from are the ones their stage wrote
+    tok = config_tokenizer(cfg, trust_remote_code)
+    sft = config_model(str(sft_path), cfg, trust_remote_code)
+    base = config_model(cfg["base"], cfg, trust_remote_code)
     carrier = train_lcdd(sft, base, tok, build_task(cfg["task"]), run_dir/"lcdd", LCDDConfig.from_dict(cfg["lcdd"]), fmt=config_format(cfg, tok))
     save_lcdd_figures(run_dir/"lcdd", carrier)
     return carrier
@@ -211,80 +267,171 @@ def trigger_dir_name(on: str = "lcdd", overrides: dict | None = None, channels_f
     if on == "lcdd" and not variants: return "trigger"
     return f"ablations/{on}-{'-'.join(variants) or 'circuit'}"
 
+def run_subdir(run_dir, name: str, what: str = "name") -> Path:
+    "`run_dir/name` for a relative name that stays inside the run (no absolute paths, no `..`): stages never write outside their run."
+    p = Path(name)
+    if not name or p.is_absolute() or ".." in p.parts or name.startswith("~") or "\\" in name:
+        raise ValueError(f"{what} {name!r} must be a relative path inside the run directory (no '..', no absolute path), e.g. 'ablations/my-trigger'")
+    return Path(run_dir)/p
+
 def erase_stage(run_dir, cfg: dict | None = None, on: str = "lcdd", overrides: dict | None = None, channels_from=None,
-                name: str | None = None) -> Trigger:
+                name: str | None = None, trust_remote_code: bool = False) -> Trigger:
     "SFT-Eraser into `RUN/trigger/` (or `RUN/ablations/...` for a control); returns the trigger."
     run_dir = Path(run_dir); cfg = cfg or load_json(run_dir/"config.json")
     if on not in ("lcdd", "sft"): raise ValueError(f"erase: on must be 'lcdd' or 'sft', got {on!r}")
+    out = run_subdir(run_dir, name, "erase --name") if name else run_dir/trigger_dir_name(on, overrides, channels_from)
     lcdd_dir = run_dir/"lcdd"
     if not is_complete(lcdd_dir): raise ValueError(f"{lcdd_dir} is not a completed LCDD run; run `sftr lcdd {run_dir}` first")
     if on == "sft" and not is_complete(run_dir/"sft"): raise ValueError(f"{run_dir/'sft'} is not a completed SFT run; run `sftr sft {run_dir}` first")
     ecfg = EraserConfig.from_dict({**cfg.get("erase", {}), **(overrides or {})})
-    out = run_dir/(name or trigger_dir_name(on, overrides, channels_from))
-    tok = config_tokenizer(cfg)
-    model = config_model(str(run_dir/on), cfg)
-    if is_complete(out):
-        print(f"erase: {out} is complete; skipping"); return Trigger.load(out, model)
-    base = config_model(cfg["base"], cfg)
+    verify_stage(lcdd_dir); verify_stage(run_dir/on)                  # the carrier and the model are the ones their stages wrote
+    tok = config_tokenizer(cfg, trust_remote_code)
+    model = config_model(str(run_dir/on), cfg, trust_remote_code)
+    base = config_model(cfg["base"], cfg, trust_remote_code)
     task = build_task(cfg["task"])
-    trig = train_trigger(model, base, tok, [p for p, _ in task.train], out, ecfg, fmt=config_format(cfg, tok),
+    return train_trigger(model, base, tok, [p for p, _ in task.train], out, ecfg, fmt=config_format(cfg, tok),
                          carrier=Path(channels_from) if channels_from else lcdd_dir)
-    return trig
+
 
 # %% ../nbs/09_pipeline.ipynb #6d4c0132
 def parse_condition(name: str) -> tuple[str, str | None]:
-    "`(model, trigger_dir)` of a condition name."
+    "`(model, trigger_dir)` of a condition name; the trigger directory must lie inside the run."
     if name == "trig": return "lcdd", "trigger"
     model, _, trig = name.partition("+")
     if model not in ("base", "sft", "lcdd"): raise ValueError(f"condition {name!r}: the model part must be base, sft or lcdd (e.g. 'sft+trigger')")
-    return model, ({"trig": "trigger"}.get(trig, trig) or None)
+    trig = {"trig": "trigger"}.get(trig, trig) or None
+    if trig is not None: run_subdir(".", trig, f"condition {name!r}: the trigger directory")
+    return model, trig
 
 class RunModels:
-    "Loads a run's base, SFT and LCDD models and triggers once, on first use."
-    def __init__(self, run_dir, cfg: dict, device: str = "cpu"):
-        self.run_dir, self.cfg, self.device, self._m, self._t = Path(run_dir), cfg, device, {}, {}
+    "Loads a run's models and triggers once, on first use, each checked against what its stage recorded ([01b_provenance](01b_provenance.ipynb))."
+    def __init__(self, run_dir, cfg: dict, device: str = "cpu", trust_remote_code: bool = False, tokenizer=None):
+        self.run_dir, self.cfg, self.device, self.trust, self.tok = Path(run_dir), cfg, device, trust_remote_code, tokenizer
+        self._m, self._fp, self._t, self._rec = {}, {}, {}, {}
+
+    def record(self, d: str) -> dict:
+        "The verified `complete.json` of the stage in `RUN/d` (its files unchanged since it finished)."
+        if d not in self._rec:
+            if not is_complete(self.run_dir/d):
+                stage = "erase" if d not in ("sft", "lcdd") else d
+                raise ValueError(f"{self.run_dir/d} is not complete; run `sftr {stage} {self.run_dir}` first")
+            self._rec[d] = verify_stage(self.run_dir/d)
+        return self._rec[d]
+
     def model(self, name: str):
+        "The base, SFT or LCDD model; a stage's model must have the weights its stage recorded."
         if name not in self._m:
-            if name in ("sft", "lcdd") and not is_complete(self.run_dir/name):
-                raise ValueError(f"{self.run_dir/name} is not complete; run `sftr {name} {self.run_dir}` first")
-            self._m[name] = config_model(self.cfg["base"] if name == "base" else str(self.run_dir/name), self.cfg).to(self.device).eval()
+            rec = self.record(name) if name != "base" else {}
+            m = config_model(self.cfg["base"] if name == "base" else str(self.run_dir/name), self.cfg, self.trust).to(self.device).eval()
+            fp = weights_fingerprint(m, f"the {name} model")
+            if rec.get("weights") and rec["weights"] != fp:
+                raise ProvenanceError(f"the weights loaded from {self.run_dir/name} are not the ones its stage recorded; "
+                                      f"delete {self.run_dir/name} and rerun `sftr {name} {self.run_dir}`")
+            self._m[name], self._fp[name] = m, fp
         return self._m[name]
-    def trigger(self, d: str, model):
-        if d not in self._t:
-            if not is_complete(self.run_dir/d): raise ValueError(f"{self.run_dir/d} has no finished trigger; run `sftr erase {self.run_dir}` first")
-            self._t[d] = Trigger.load(self.run_dir/d, model)
-        return self._t[d].embeds.to(self.device)
-    def condition(self, name: str) -> Condition:
-        m, t = parse_condition(name)
-        model = self.model(m)
-        return Condition(model, self.trigger(t, model) if t else None)
+
+    def fingerprint(self, name: str) -> str:
+        self.model(name); return self._fp[name]
+
+
+# %% ../nbs/09_pipeline.ipynb #8b91014b
+@patch
+def trigger(self: RunModels, d: str, on: str):
+    "The trigger in `RUN/d` for the model `on`: it must have been trained on this run's `on` model, or (a transfer) on the run's other stage model."
+    if d not in self._t:
+        rec = self.record(d)
+        self._t[d] = (Trigger.load(self.run_dir/d, tokenizer=self.tok), rec)
+    trig, rec = self._t[d]
+    trained_on = (rec.get("inputs") or trig.meta.get("inputs") or {}).get("model")
+    own = [n for n in dict.fromkeys((on, "lcdd", "sft")) if n != "base" and is_complete(self.run_dir/n)]
+    if not any(trained_on == self.fingerprint(n) for n in own):
+        raise ProvenanceError(f"the trigger in {self.run_dir/d} was trained on weights that are none of this run's models ({', '.join(own)}): "
+                              f"a trigger from another run, or one older than a retrained stage; rerun `sftr erase {self.run_dir}` to train it for this run")
+    trig.check_model(self.model(on))
+    return trig.embeds.to(self.device)
+
+@patch
+def condition(self: RunModels, name: str) -> Condition:
+    "The condition `name` (see `parse_condition`), with its weights fingerprint."
+    m, t = parse_condition(name)
+    model = self.model(m)
+    return Condition(model, self.trigger(t, m) if t else None, fingerprint=self._fp[m])
+
+@patch
+def check_chain(self: RunModels):
+    "Refuse to compare an LCDD model with SFT or base weights it was not made from (a broken chain: LCDD rerun or resumed with another --sft)."
+    if "lcdd" not in self._m: return
+    inputs = self.record("lcdd").get("inputs") or {}
+    for n in ("sft", "base"):
+        if n in self._fp and inputs.get(n) and inputs[n] != self._fp[n]:
+            raise ProvenanceError(f"{self.run_dir/'lcdd'} was made from other {n.upper()} weights than this run's {n} model, so the run's chain is "
+                                  f"broken (e.g. LCDD trained with another --sft); delete {self.run_dir/'lcdd'} and rerun `sftr lcdd {self.run_dir}` "
+                                  "and the stages after it")
+
+@patch
+def provenance(self: RunModels, name: str) -> dict:
+    "The stage fingerprints behind condition `name`: its model's stage and its trigger's."
+    m, t = parse_condition(name)
+    return {"stage": self.record(m)["fingerprint"] if m != "base" else None, "trigger_stage": self.record(t)["fingerprint"] if t else None}
+
+
+# %% ../nbs/09_pipeline.ipynb #8c24cf79
+def carrier_counts(lcdd_dir) -> dict:
+    "Gates, open gates and sparsity counted from `carrier.safetensors` (the tensors, not the metadata); a `carrier.json` that disagrees is refused."
+    lcdd_dir = Path(lcdd_dir)
+    logits = load_tensors(lcdd_dir/"carrier.safetensors")
+    n_gates = sum(t.numel() for t in logits.values()); n_active = sum(int((t > 0).sum()) for t in logits.values())
+    meta = load_json(lcdd_dir/"carrier.json")
+    if (meta.get("n_gates"), meta.get("n_active")) != (n_gates, n_active):
+        raise ProvenanceError(f"{lcdd_dir/'carrier.json'} disagrees with {lcdd_dir/'carrier.safetensors'} ({meta.get('n_active')} of {meta.get('n_gates')} "
+                              f"gates open in the JSON, {n_active} of {n_gates} in the tensors); delete {lcdd_dir} and rerun `sftr lcdd`")
+    return {"n_gates": n_gates, "n_active": n_active, "sparsity": 1 - n_active / n_gates}
+
+def check_prompt_lengths(tok, fmt, prompts: list[str], room: int, n_ctx: int | None, source: str):
+    "Refuse prompts that cannot fit the model's context with `room` more positions (trigger + new tokens), naming them — before any work."
+    if n_ctx is None: return
+    lens = [len(tok(fmt.prompt(p), add_special_tokens=False).input_ids) for p in prompts]
+    bad = [i for i, n in enumerate(lens) if n + room > n_ctx]
+    if bad:
+        raise ValueError(f"{source}: {len(bad)} prompt(s) (numbers {', '.join(str(i + 1) for i in bad[:5])}{', ...' if len(bad) > 5 else ''}; longest "
+                         f"{max(lens[i] for i in bad)} tokens) do not fit the model's context of {n_ctx} tokens with {room} more for the trigger and "
+                         "the answer; shorten them, or lower max_new_tokens (--max-new-tokens)")
 
 def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: dict | None = None, judge=None, judge_label=None,
-               judge_template=None, out_name: str | None = None, models: RunModels | None = None) -> dict:
-    "Evaluate a run's conditions into `RUN/eval/` (`results.json`, `report.md`, figures); returns the results."
+               judge_template=None, out_name: str | None = None, models: RunModels | None = None, trust_remote_code: bool = False) -> dict:
+    "Evaluate a run's conditions into `RUN/eval/` (`results.json`, `report.md`, figures) after checking the run's chain; returns the results."
     run_dir = Path(run_dir); cfg = cfg or load_json(run_dir/"config.json")
     ecfg = EvalConfig.from_dict({**cfg.get("eval", {}), **(overrides or {})})
+    if judge is None and ecfg.judge.startswith("py:"):
+        raise ValueError(f"the run's configuration names the code judge {ecfg.judge!r}; code judges run only when given on the command line "
+                         "(--judge) or as an argument, never from a configuration file")
     t0 = time.perf_counter()
-    tok = config_tokenizer(cfg); task = build_task(cfg["task"]); fmt = config_format(cfg, tok)
+    tok = config_tokenizer(cfg, trust_remote_code); task = build_task(cfg["task"]); fmt = config_format(cfg, tok)
     prompts = load_prompts(prompts_file) if prompts_file else task.eval_prompts
     if ecfg.n_prompts: prompts = prompts[:ecfg.n_prompts]
-    out = run_dir/(out_name or ("eval" if not prompts_file else f"eval-{Path(prompts_file).stem}"))
-    models = models or RunModels(run_dir, cfg, resolve_device(cfg.get("device", "cpu")).type)
+    out = run_subdir(run_dir, out_name, "evaluation name") if out_name else run_dir/("eval" if not prompts_file else f"eval-{Path(prompts_file).stem}")
+    models = models or RunModels(run_dir, cfg, resolve_device(cfg.get("device", "cpu")).type, trust_remote_code, tok)
     conds = {n: models.condition(n) for n in ecfg.conditions}
+    models.check_chain()
+    room = (ecfg.max_new_tokens or MAX_NEW_TOKENS[task.task]) + max((len(c.trigger) for c in conds.values() if c.trigger is not None), default=0)
+    first = next(iter(conds.values())).model
+    check_prompt_lengths(tok, fmt, prompts, room, getattr(first.config, "max_position_embeddings", None), str(prompts_file or "held-out prompts"))
     util = None if not ecfg.utility else builtin_mc() if ecfg.utility == "builtin" else load_mc(ecfg.utility)
     res = evaluate(conds, tok, task.task, prompts, fmt, ecfg, make_judge(judge or ecfg.judge, task.task, judge_label, judge_template),
                    out/"generations", util)
-    carrier = load_json(run_dir/"lcdd"/"carrier.json") if (run_dir/"lcdd"/"carrier.json").exists() else {}
-    res.update(model=cfg["model"], base=cfg["base"], preset=cfg.get("preset"), sparsity=carrier.get("sparsity"),
-               n_gates=carrier.get("n_gates"), n_active=carrier.get("n_active"),
+    for n in conds: res["provenance"][n].update(models.provenance(n))
+    counts = carrier_counts(run_dir/"lcdd") if "lcdd" in models._rec else {}
+    res.update(model=cfg["model"], base=cfg["base"], preset=cfg.get("preset"), sparsity=counts.get("sparsity"),
+               n_gates=counts.get("n_gates"), n_active=counts.get("n_active"),
                prompts_source=str(prompts_file) if prompts_file else f"held-out {task.task} prompts ({task.source})",
                utility_source=None if not util else ("the built-in set" if ecfg.utility == "builtin" else str(ecfg.utility)),
                wall_sec=time.perf_counter() - t0)
     figs = {"lcdd_dynamics": run_dir/"lcdd"/"dynamics.png", "carrier_map": run_dir/"lcdd"/"carrier_map.png",
             "trigger_loss": run_dir/"trigger"/"trigger_loss.png"}
     write_report(res, out, figs, title=f"{cfg.get('preset') or cfg['model']}: {task.task}")
-    mark_complete(out, {"stage": "eval", "n_prompts": len(prompts)})
+    mark_complete(out, {"stage": "eval", "n_prompts": len(prompts), "evaluation_id": res["evaluation_id"]})
     return res
+
 
 # %% ../nbs/09_pipeline.ipynb #c37b9e79
 STRUCTURE = {"lcdd + circuit": ("lcdd", {}), "lcdd + output-only": ("lcdd", {"output_only": True}),
@@ -335,17 +482,18 @@ def ablation_stage(run_dir, cfg: dict | None = None, structure: bool = True, mas
 # %% ../nbs/09_pipeline.ipynb #6bb73567
 STAGES = ("sft", "lcdd", "erase", "eval")
 
-def run_pipeline(run_dir, preset: str | None = None, config_file=None, overrides: dict | None = None, stages=STAGES) -> dict | None:
-    "SFT → LCDD → SFT-Eraser → evaluation in `run_dir`; returns the evaluation results (if evaluated)."
+def run_pipeline(run_dir, preset: str | None = None, config_file=None, overrides: dict | None = None, stages=STAGES,
+                 reconfigure: bool = False, trust_remote_code: bool = False) -> dict | None:
+    "SFT → LCDD → SFT-Eraser → evaluation in `run_dir`; returns the evaluation results (if evaluated). The whole configuration is checked first."
     unknown = [s for s in stages if s not in STAGES]
     if unknown: raise ValueError(f"unknown stage(s) {unknown}; choose from {list(STAGES)}")
     run_dir = Path(run_dir)
-    cfg = run_config(run_dir, preset, config_file, overrides)
-    t0, res = time.perf_counter(), None
-    if "sft" in stages: sft_stage(run_dir, cfg)
-    if "lcdd" in stages: lcdd_stage(run_dir, cfg)
-    if "erase" in stages: erase_stage(run_dir, cfg)
-    if "eval" in stages: res = eval_stage(run_dir, cfg)
+    cfg = run_config(run_dir, preset, config_file, overrides, reconfigure)
+    t0, res, trc = time.perf_counter(), None, trust_remote_code
+    if "sft" in stages: sft_stage(run_dir, cfg, trust_remote_code=trc)
+    if "lcdd" in stages: lcdd_stage(run_dir, cfg, trust_remote_code=trc)
+    if "erase" in stages: erase_stage(run_dir, cfg, trust_remote_code=trc)
+    if "eval" in stages: res = eval_stage(run_dir, cfg, trust_remote_code=trc)
     print(f"pipeline: {', '.join(stages)} done in {time.perf_counter() - t0:.0f} s -> {run_dir}")
     return res
 
