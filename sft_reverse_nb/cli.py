@@ -63,7 +63,8 @@ def _add_run_options(p: argparse.ArgumentParser):
     g.add_argument("--n-train", type=int); g.add_argument("--n-eval", type=int)
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N"); g.add_argument("--dtype", help="float32, bfloat16, float16")
     g.add_argument("--fallback-template", action="store_true", default=None, help="use ChatML when the tokenizer has no chat template")
-    g.add_argument("--trust-remote-code", action="store_true", default=None, help="allow the model's own code (off by default)")
+    g.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default; never read from a config file)")
+    g.add_argument("--reconfigure", action="store_true", help="record a --preset/--config that differs from the run's recorded one")
     t = p.add_argument_group("training")
     t.add_argument("--steps", type=int); t.add_argument("--epochs", type=float); t.add_argument("--batch-size", type=int)
     t.add_argument("--grad-accum", type=int); t.add_argument("--lr", type=float)
@@ -76,7 +77,7 @@ _LCDD_KEYS = ("rho", "lambda0", "eta", "eta_grow", "eps_abs", "v_clip", "sparsit
 def overrides_from_args(args, stage: str) -> dict:
     "The configuration overrides the command line asked for (only options that were given)."
     o: dict = {}
-    for k in ("model", "base", "device", "dtype", "fallback_template", "trust_remote_code"):
+    for k in ("model", "base", "device", "dtype", "fallback_template"):
         if getattr(args, k, None) is not None: o[k] = getattr(args, k)
     if args.model and not args.base: o["base"] = args.model
     task = {k: getattr(args, k) for k in ("n_train", "n_eval") if getattr(args, k, None) is not None}
@@ -93,16 +94,16 @@ def overrides_from_args(args, stage: str) -> dict:
 # %% ../nbs/11_cli.ipynb #7a94a7b5
 def _sft(args) -> int:
     from sft_reverse_nb.pipeline import run_config, sft_stage
-    cfg = run_config(args.run, args.preset, args.config, overrides_from_args(args, "sft"))
-    sft_stage(args.run, cfg)
+    cfg = run_config(args.run, args.preset, args.config, overrides_from_args(args, "sft"), args.reconfigure)
+    sft_stage(args.run, cfg, trust_remote_code=args.trust_remote_code)
     out = Path(args.run)/"sft"
     print(f"sft: done. HF checkpoint: {out}  metrics: {out/'metrics.jsonl'}  config: {Path(args.run)/'config.json'}")
     return 0
 
 def _lcdd(args) -> int:
     from sft_reverse_nb.pipeline import run_config, lcdd_stage
-    cfg = run_config(args.run, args.preset, args.config, overrides_from_args(args, "lcdd"))
-    carrier = lcdd_stage(args.run, cfg, sft_model=args.sft)
+    cfg = run_config(args.run, args.preset, args.config, overrides_from_args(args, "lcdd"), args.reconfigure)
+    carrier = lcdd_stage(args.run, cfg, sft_model=args.sft, trust_remote_code=args.trust_remote_code)
     out = Path(args.run)/"lcdd"
     print(f"lcdd: done. sparsity {carrier.sparsity():.2%} ({carrier.n_active():,} of {carrier.layout.n_gates:,} gates active)")
     print(f"  merged model: {out}  carrier: {out/'carrier.safetensors'}, {out/'carrier.json'}")
@@ -114,7 +115,7 @@ _ERASE_KEYS = ("n_tokens", "steps", "batch_size", "n_prompts", "lr", "alpha", "g
                "device", "save_every")
 
 def _erase(args) -> int:
-    from sft_reverse_nb.pipeline import run_config, erase_stage, trigger_dir_name
+    from sft_reverse_nb.pipeline import run_config, erase_stage, trigger_dir_name, run_subdir
     if not (Path(args.run)/"config.json").exists():
         raise FileNotFoundError(f"{args.run} is not a run directory (no config.json); run `sftr sft {args.run}` and `sftr lcdd {args.run}` first")
     st = {k: getattr(args, k) for k in _ERASE_KEYS if getattr(args, k, None) is not None}
@@ -122,8 +123,8 @@ def _erase(args) -> int:
     control = args.on != "lcdd" or bool(switches) or bool(args.channels_from) or bool(args.name)
     cfg = run_config(args.run, overrides=None if control else ({"erase": st} if st else None))
     trig = erase_stage(args.run, cfg, on=args.on, overrides={**st, **switches} if control else None, channels_from=args.channels_from,
-                       name=args.name)
-    out = Path(args.run)/(args.name or trigger_dir_name(args.on, switches, args.channels_from))
+                       name=args.name, trust_remote_code=args.trust_remote_code)
+    out = run_subdir(args.run, args.name, "--name") if args.name else Path(args.run)/trigger_dir_name(args.on, switches, args.channels_from)
     print(f"erase: done. {trig.n_tokens}-token trigger, best loss {trig.meta['best_loss']:.4g} at step {trig.meta['best_step']}, "
           f"{trig.meta['n_channels']:,} channels in {len(trig.meta['channels'])} layers")
     print(f"  trigger: {out/'trigger.safetensors'}  metadata: {out/'trigger.json'}  PEFT adapter: {out/'peft'}")
@@ -150,7 +151,8 @@ def _add_erase_options(e: argparse.ArgumentParser):
     a.add_argument("--random-channels", action="store_true", help="random channels, same count per layer")
     a.add_argument("--no-kl", action="store_true", help="no KL term")
     a.add_argument("--channels-from", metavar="DIR", help="channels of another carrier (an LCDD directory)")
-    a.add_argument("--name", help="output sub-directory of RUN (default: trigger, or ablations/... for a control)")
+    a.add_argument("--name", help="output sub-directory of RUN (default: trigger, or ablations/... for a control); relative, inside RUN")
+    e.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default; never read from a config file)")
 
 # %% ../nbs/11_cli.ipynb #b91ca53f
 def _eval(args) -> int:
@@ -164,7 +166,7 @@ def _eval(args) -> int:
     if args.no_kl: o["kl"] = False
     if args.utility is not None: o["utility"] = None if args.utility == "none" else args.utility
     res = eval_stage(args.run, cfg, prompts_file=args.prompts, overrides=o, judge=args.judge, judge_label=args.judge_label,
-                     judge_template=args.judge_template)
+                     judge_template=args.judge_template, trust_remote_code=args.trust_remote_code)
     out = Path(args.run)/("eval" if not args.prompts else f"eval-{Path(args.prompts).stem}")
     print("\n" + results_table(res) + "\n")
     print(f"eval: done ({res['n_prompts']} prompts, judge {res['judge']}). report: {out/'report.md'}  results: {out/'results.json'}")
@@ -188,6 +190,7 @@ def _add_eval_options(e: argparse.ArgumentParser):
     e.add_argument("--utility", metavar="builtin|FILE|none", help="multiple-choice utility set (default: builtin)")
     e.add_argument("--ablations", action="store_true", help="also run the Section 4.3 structure ablation (2x2)")
     e.add_argument("--mask-only", nargs="+", choices=["ce", "kl"], help="also train and evaluate Appendix E mask-only carriers")
+    e.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default; never read from a config file)")
 
 # %% ../nbs/11_cli.ipynb #f49187e1
 def _run(args) -> int:
@@ -196,7 +199,7 @@ def _run(args) -> int:
     if not args.preset and not args.config and not (args.out and (Path(args.out)/"config.json").exists()):
         raise ValueError("sftr run needs --preset NAME or --config FILE (or --out pointing at an existing run to finish it)")
     out = Path(args.out or f"runs/{args.preset or Path(args.config).stem}")
-    res = run_pipeline(out, args.preset, args.config, stages=tuple(args.stages))
+    res = run_pipeline(out, args.preset, args.config, stages=tuple(args.stages), reconfigure=args.reconfigure, trust_remote_code=args.trust_remote_code)
     if res is not None: print("\n" + results_table(res) + f"\n\nreport: {out/'eval'/'report.md'}")
     return 0
 
@@ -248,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE", help="JSON/YAML run configuration")
     run.add_argument("--out", metavar="RUN", help="run directory (default: runs/PRESET)")
     run.add_argument("--stages", nargs="+", default=["sft", "lcdd", "erase", "eval"], choices=["sft", "lcdd", "erase", "eval"])
+    run.add_argument("--reconfigure", action="store_true", help="record a --preset/--config that differs from the run's recorded one")
+    run.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default; never read from a config file)")
     run.set_defaults(func=_run)
     dm = sub.add_parser("demo", help="the embedded default: SmolLM2-135M-Instruct, Fixed Response, offline, CPU (about 15 minutes)")
     dm.add_argument("--out", metavar="RUN", default="runs/demo", help="run directory (default: runs/demo)")
@@ -261,10 +266,27 @@ def main(argv: list[str] | None = None) -> int:
     if int(os.environ.get("RANK", "0")) != 0:             # under `accelerate launch` only the main process reports
         import builtins, functools
         builtins.print = functools.partial(_quiet_print, builtins.print)
+    run_dir = getattr(args, "run", None) or getattr(args, "out", None)
+    fresh = run_dir is not None and not (Path(run_dir)/"config.json").exists()
     try: return args.func(args)
-    except (ValueError, FileNotFoundError, ModuleNotFoundError, OSError, FloatingPointError) as e:
-        print(f"sftr {args.command}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"sftr {args.command}: interrupted; nothing half-written is left, and the same command resumes from the last checkpoint", file=sys.stderr)
+        return 130
+    except Exception as e:                     # one line for every failure; SFTR_DEBUG=1 shows the traceback
+        if os.environ.get("SFTR_DEBUG") == "1": raise
+        if fresh: _forget_fresh_run(Path(run_dir))
+        msg = str(e) if isinstance(e, (ValueError, FileNotFoundError, ModuleNotFoundError, OSError, FloatingPointError)) else f"{type(e).__name__}: {e}"
+        if isinstance(e, OSError) and getattr(e, "filename", None) and str(e.filename) not in msg: msg += f" ({e.filename})"
+        print(f"sftr {args.command}: error: {' '.join(msg.split())}", file=sys.stderr)
         return 2
+
+def _forget_fresh_run(run_dir: Path):
+    "A command that created a run and failed before any stage started leaves no `config.json` (nor an empty directory) behind."
+    from sft_reverse_nb.pipeline import STAGE_DIRS
+    if any((run_dir/d).exists() for d in STAGE_DIRS.values()): return
+    (run_dir/"config.json").unlink(missing_ok=True)
+    try: run_dir.rmdir()
+    except OSError: pass
 
 def _quiet_print(real, *a, file=None, **kw):
     "On non-main processes: errors still reach stderr, everything else is dropped."

@@ -109,7 +109,9 @@ def load_records(path) -> list[dict]:
     "Rows of a `.json` (list of objects), `.jsonl`, `.csv` or `.txt` (one `text` per line) file."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"data file {path} does not exist; check the path (CLI: --data)")
-    text = path.read_text(encoding="utf-8")
+    try: text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"data file {path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 and retry") from None
     if not text.strip(): raise ValueError(f"data file {path} is empty; it needs one example per row (.jsonl, .csv, .txt) or a JSON list of objects")
     suffix = path.suffix.lower()
     try:
