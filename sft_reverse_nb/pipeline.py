@@ -109,7 +109,7 @@ def check_run_keys(cfg, source: str = "configuration") -> dict:
     if not isinstance(cfg, dict): raise ValueError(f"{source}: a run configuration must be a JSON object (model, task, sft, lcdd, ...), got {type(cfg).__name__}")
     if "trust_remote_code" in cfg:
         raise ValueError(f"{source}: trust_remote_code is never read from a configuration file (a run directory could carry it in); "
-                         "pass --trust-remote-code on the command line, or trust_remote_code=True in Python")
+                         "pass --trust-remote-code on the command line, or trust_remote_code as an argument in Python")
     unknown = sorted(set(cfg) - set(RUN_KEYS))
     if unknown: raise ValueError(f"{source}: unknown run option(s) {unknown}; valid: {sorted(RUN_KEYS)}")
     task = cfg.get("task")
@@ -342,12 +342,12 @@ def trigger(self: RunModels, d: str, on: str):
         rec = self.record(d)
         self._t[d] = (Trigger.load(self.run_dir/d, tokenizer=self.tok), rec)
     trig, rec = self._t[d]
+    trig.check_model(self.model(on))                                 # another width: the clearest message first
     trained_on = (rec.get("inputs") or trig.meta.get("inputs") or {}).get("model")
     own = [n for n in dict.fromkeys((on, "lcdd", "sft")) if n != "base" and is_complete(self.run_dir/n)]
     if not any(trained_on == self.fingerprint(n) for n in own):
         raise ProvenanceError(f"the trigger in {self.run_dir/d} was trained on weights that are none of this run's models ({', '.join(own)}): "
                               f"a trigger from another run, or one older than a retrained stage; rerun `sftr erase {self.run_dir}` to train it for this run")
-    trig.check_model(self.model(on))
     return trig.embeds.to(self.device)
 
 @patch

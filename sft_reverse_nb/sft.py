@@ -342,7 +342,7 @@ def train_sft(model: nn.Module, tokenizer, task: TaskData, out_dir, cfg: TrainCo
     examples = task.encode(fmt, cfg.loss_on, cfg.max_len)
     inputs = stage_inputs(tokenizer, examples, model=model)         # before any resumed weights are copied in
     if reuse_complete(out_dir, inputs, "sft"):
-        print(f"sft: {out_dir} is complete; nothing to do"); return model
+        print(f"sft: {out_dir} is complete; skipping (same weights, tokenizer and data)"); return model
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     acc = _accelerator(cfg)
     fsdp = fsdp_settings(acc)
