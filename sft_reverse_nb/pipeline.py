@@ -269,6 +269,7 @@ def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: d
     prompts = load_prompts(prompts_file) if prompts_file else task.eval_prompts
     if ecfg.n_prompts: prompts = prompts[:ecfg.n_prompts]
     out = run_dir/(out_name or ("eval" if not prompts_file else f"eval-{Path(prompts_file).stem}"))
+    from sft_reverse_nb.sft import StageLock; StageLock(out).acquire()   # one writer per output directory; mark_complete releases it
     models = models or RunModels(run_dir, cfg, resolve_device(cfg.get("device", "cpu")).type)
     conds = {n: models.condition(n) for n in ecfg.conditions}
     util = None if not ecfg.utility else builtin_mc() if ecfg.utility == "builtin" else load_mc(ecfg.utility)
