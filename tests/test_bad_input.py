@@ -156,7 +156,15 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,argv,setup,exc,needles,stage", CASES, ids=[c[0] for c in CASES])
+# Known bug (issue 15): `sftr erase RUN --OPTION` records the erase options in RUN/config.json before the stage refuses the input,
+# so the refused command changes the run's configuration. Strict: the marks must go when run_config records only after the checks.
+CONFIG_REWRITTEN = {"erase-carrier-without-write-channels", "erase-trigger-longer-than-context"}
+PARAMS = [pytest.param(*c, id=c[0], marks=pytest.mark.xfail(strict=True, raises=AssertionError,
+                                                            reason="erase options are written to config.json before the stage's checks"))
+          if c[0] in CONFIG_REWRITTEN else pytest.param(*c, id=c[0]) for c in CASES]
+
+
+@pytest.mark.parametrize("name,argv,setup,exc,needles,stage", PARAMS)
 def test_bad_input(name, argv, setup, exc, needles, stage, files, tmp_path, monkeypatch):
     run = tmp_path / "run"
     if setup == "no_cuda": monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -174,11 +182,14 @@ def test_bad_input(name, argv, setup, exc, needles, stage, files, tmp_path, monk
         monkeypatch.setattr(accelerate, "Accelerator", LaunchedAccelerator)
     elif setup: setup(run, files)
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*")} if run.exists() else {}
+    config_before = (run / "config.json").read_bytes() if (run / "config.json").exists() else None
     with pytest.raises(exc) as e:
         sftr(*argv.format(run=run, t=files).split())
     msg = str(e.value)
     for s in needles: assert s in msg, f"{name}: {s!r} not in {msg!r}"
     assert not [p for p in run.rglob(".*") if p.name.endswith(".tmp") or p.name == ".checkpoint"], "temporaries left behind"
+    if config_before is not None:                       # the run's recorded configuration is an artefact too: a refused command leaves it alone
+        assert (run / "config.json").read_bytes() == config_before, f"{name}: the failed command changed the run's config.json"
     if stage == "nothing": assert not run.exists() or not any(run.iterdir()), sorted(run.rglob("*"))
     elif stage:
         d = run / stage
