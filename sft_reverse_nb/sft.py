@@ -18,10 +18,10 @@ from .provenance import ProvenanceError, provenance_record, check_inputs, weight
 from .sharding import full_tensor, shard_like, fsdp_settings, ShardedTwin, clip_grad_norm, deepspeed_settings, ZeroEngine
 
 # %% auto #0
-__all__ = ['FUSED_ADAMW_DEVICES', 'STATE_FORMAT', 'StrictConfig', 'TrainConfig', 'micro_batch', 'shard', 'n_targets',
+__all__ = ['FUSED_ADAMW_DEVICES', 'STATE_FORMAT', 'LOCK_NAME', 'StrictConfig', 'TrainConfig', 'micro_batch', 'shard', 'n_targets',
            'token_loss_sum', 'adamw', 'optimizer_state', 'load_optimizer_state', 'save_train_state', 'load_train_state',
-           'mark_complete', 'is_complete', 'stage_inputs', 'reuse_complete', 'TrainLoop', 'projection_parameters',
-           'freeze_outside_projections', 'train_sft']
+           'mark_complete', 'is_complete', 'stage_inputs', 'reuse_complete', 'StageLockedError', 'StageLock',
+           'TrainLoop', 'projection_parameters', 'freeze_outside_projections', 'train_sft']
 
 # %% ../nbs/05_sft.ipynb #a43aac87
 class StrictConfig:
@@ -185,6 +185,7 @@ def mark_complete(path, info: dict | None = None, inputs: dict | None = None, we
     "Write `complete.json` into the stage directory `path` (call it last): `info`, and the provenance of [01b_provenance](01b_provenance.ipynb) — file fingerprints, `inputs`, output `weights`."
     rec = {"complete": True, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(info or {})}
     save_json({**rec, **provenance_record(path, inputs, weights)}, Path(path)/"complete.json")
+    StageLock(path).release()                                 # the stage is done: its writer lets go (a no-op if this process holds no lock)
 
 def is_complete(path) -> bool:
     "Has the stage in `path` finished (is its `complete.json` there)?"
@@ -207,6 +208,94 @@ def reuse_complete(out_dir, inputs: dict, desc: str) -> bool:
     if diff: raise ProvenanceError(f"{desc}: {out_dir} is finished but was made from other inputs ({', '.join(diff)} differ); "
                                    f"delete {out_dir} to redo the stage from the new inputs")
     return True
+
+# %% ../nbs/05_sft.ipynb #9791f137
+import atexit, socket, sys
+
+LOCK_NAME = ".lock"
+_HELD: set = set()                                             # lock files this process holds, released at exit
+
+class StageLockedError(OSError):
+    "Another live process is writing the stage directory (an `OSError`, so `sftr` reports it and exits with status 2)."
+
+def _pid_alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True                        # alive, owned by someone else
+    return True
+
+def _describe(h: dict) -> str:
+    return f"pid {h.get('pid')} on host {h.get('host')}, since {h.get('started')}" + (f", `{h['command']}`" if h.get("command") else "")
+
+class StageLock:
+    "The one-writer lock `DIR/.lock` of a stage directory: `acquire()` / `release()`, or `with StageLock(dir):`."
+    def __init__(self, stage_dir): self.path = Path(stage_dir)/LOCK_NAME
+
+    def holder(self) -> dict | None:
+        "The holder's record, or None when the directory is not locked."
+        try: return json.loads(self.path.read_text())
+        except FileNotFoundError: return None
+        except (json.JSONDecodeError, UnicodeDecodeError): return {"pid": None, "host": None, "started": "?", "command": "unreadable lock file"}
+
+    def held_here(self) -> bool:
+        "Does this process hold the lock?"
+        h = self.holder() or {}
+        return h.get("pid") == os.getpid() and h.get("host") == socket.gethostname()
+
+    def _stale(self, h: dict) -> bool:
+        return h.get("host") == socket.gethostname() and isinstance(h.get("pid"), int) and not _pid_alive(h["pid"])
+
+    def _create(self) -> bool:
+        "Create the lock file with our record in one step (a hard link of a finished temporary file); False if it exists."
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": " ".join(sys.argv)[:300]}
+        with atomic_path(self.path.with_name(f".lock.{os.getpid()}")) as tmp:
+            tmp.write_text(json.dumps(me) + "\n")
+        tmp = self.path.with_name(f".lock.{os.getpid()}")
+        try: os.link(tmp, self.path); return True
+        except FileExistsError: return False
+        finally: tmp.unlink(missing_ok=True)
+
+    def _take_over(self, h: dict) -> None:
+        "Move a dead holder's lock aside; if what moved is not that record (someone took it over first), put it back."
+        aside = self.path.with_name(f".lock.stale.{os.getpid()}")
+        try: os.rename(self.path, aside)
+        except FileNotFoundError: return
+        try: moved = json.loads(aside.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError): moved = None
+        if moved == h or moved is None:
+            print(f"{self.path.parent}: taking over a stale lock ({_describe(h)}: that process is no longer running)")
+            aside.unlink(missing_ok=True)
+        else:
+            try: os.link(aside, self.path)
+            except FileExistsError: pass
+            aside.unlink(missing_ok=True)
+
+    def acquire(self) -> "StageLock":
+        "Take the lock, or raise `StageLockedError` naming the live holder and the lock file."
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(5):
+            if self._create(): break
+            h = self.holder()
+            if h is None: continue                                       # released in between
+            if h.get("pid") == os.getpid() and h.get("host") == socket.gethostname(): break   # ours already
+            if self._stale(h): self._take_over(h); continue
+            raise StageLockedError(f"{self.path.parent} is being written by another process ({_describe(h)}); lock file {self.path}. "
+                                   "Wait for it to finish; if that process is gone (e.g. a job on another host was killed), delete the lock file")
+        else: raise StageLockedError(f"could not take the lock {self.path} (it keeps changing hands); is another process starting on this run?")
+        _HELD.add(self.path)
+        return self
+
+    def release(self) -> None:
+        "Delete the lock file if this process holds it (otherwise leave it alone)."
+        if self.held_here(): self.path.unlink(missing_ok=True)
+        _HELD.discard(self.path)
+
+    def __enter__(self): return self.acquire()
+    def __exit__(self, *exc): self.release()
+
+@atexit.register
+def _release_held_locks():
+    for p in list(_HELD): StageLock(p.parent).release()
 
 # %% ../nbs/05_sft.ipynb #6c83f780
 def _log_lines(path) -> list[str]:
@@ -236,6 +325,11 @@ class TrainLoop:
         self.total, self.callbacks, self.rank, self.world = cfg.total_steps(len(kept)), list(callbacks), rank, world
         self.state_dir, self.metrics_path = self.out_dir/"train_state", self.out_dir/"metrics.jsonl"
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.take_lock()
+
+    def take_lock(self):
+        "One writer per stage directory: the main process holds `out_dir/.lock` until `mark_complete` (or its exit)."
+        self.lock = StageLock(self.out_dir).acquire() if self.is_main else None
 
     @property
     def is_main(self) -> bool: return self.rank == 0

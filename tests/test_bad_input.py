@@ -159,7 +159,10 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,argv,setup,exc,needles,stage", CASES, ids=[c[0] for c in CASES])
+PARAMS = [pytest.param(*c, id=c[0]) for c in CASES]
+
+
+@pytest.mark.parametrize("name,argv,setup,exc,needles,stage", PARAMS)
 def test_bad_input(name, argv, setup, exc, needles, stage, files, tmp_path, monkeypatch):
     run = tmp_path / "run"
     if setup == "no_cuda": monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -177,11 +180,14 @@ def test_bad_input(name, argv, setup, exc, needles, stage, files, tmp_path, monk
         monkeypatch.setattr(accelerate, "Accelerator", LaunchedAccelerator)
     elif setup: setup(run, files)
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*")} if run.exists() else {}
+    config_before = (run / "config.json").read_bytes() if (run / "config.json").exists() else None
     with pytest.raises(exc) as e:
         sftr(*argv.format(run=run, t=files).split())
     msg = str(e.value)
     for s in needles: assert s in msg, f"{name}: {s!r} not in {msg!r}"
     assert not [p for p in run.rglob(".*") if p.name.endswith(".tmp") or p.name == ".checkpoint"], "temporaries left behind"
+    if config_before is not None:                       # the run's recorded configuration is an artefact too: a refused command leaves it alone
+        assert (run / "config.json").read_bytes() == config_before, f"{name}: the failed command changed the run's config.json"
     if stage == "nothing": assert not run.exists() or not any(run.iterdir()), sorted(run.rglob("*"))
     elif stage:
         d = run / stage

@@ -139,7 +139,7 @@ def test_crash_before_complete_json_is_detected_and_rerun(reference, tmp_path, m
     from sft_reverse_nb import lcdd as lcdd_mod, sft as sft_mod
     from sft_reverse_nb.carrier import Carrier
     from sft_reverse_nb.pipeline import lcdd_stage, run_config, sft_stage
-    from sft_reverse_nb.sft import is_complete
+    from sft_reverse_nb.sft import is_complete, StageLock
     from sft_reverse_nb.cli import build_parser, overrides_from_args
     os.environ["SFTR_NO_PROGRESS"] = "1"
     run = tmp_path / "run"
@@ -148,6 +148,7 @@ def test_crash_before_complete_json_is_detected_and_rerun(reference, tmp_path, m
     with monkeypatch.context() as m:
         m.setattr(sft_mod, "mark_complete", _die)
         with pytest.raises(SystemExit): sft_stage(run, cfg)
+    StageLock(run / "sft").release()                        # what the dead process's exit does (this one lives on)
     assert (run / "sft" / "model.safetensors").exists() and not is_complete(run / "sft")
     r = subprocess.run([SFTR, "lcdd", str(run)], capture_output=True, text=True, env=_env())
     assert r.returncode == 2 and "is not a completed SFT run" in r.stderr and f"sftr sft {run}" in r.stderr
@@ -160,6 +161,7 @@ def test_crash_before_complete_json_is_detected_and_rerun(reference, tmp_path, m
     with monkeypatch.context() as m:
         m.setattr(lcdd_mod, "mark_complete", _die)
         with pytest.raises(SystemExit): lcdd_stage(run, cfg)
+    StageLock(run / "lcdd").release()
     assert (run / "lcdd" / "carrier.safetensors").exists() and not is_complete(run / "lcdd")
     from sft_reverse_nb.arch import tiny_model
     with pytest.raises(ValueError, match="is not a completed LCDD run.*rerun `sftr lcdd`"):

@@ -1,7 +1,7 @@
 """Safe artefacts (issue 7): a full tiny pipeline run writes only safetensors, JSON, JSONL, text and PNG files —
 no pickle anywhere — and the package never calls `torch.load` without `weights_only=True` nor enables remote code
 by default."""
-import os, re, subprocess, sys, zipfile
+import ast, os, subprocess, sys, zipfile
 from pathlib import Path
 
 import pytest
@@ -47,10 +47,60 @@ def test_no_pickle_anywhere(tiny_run):
     assert not pickles, pickles
 
 
+def test_every_file_has_the_same_permissions(tiny_run):
+    "sft, lcdd, trigger (with its PEFT adapter), eval: every file gets what open() gives under the umask (no 0600 model.safetensors)."
+    files = [p for p in tiny_run.rglob("*") if p.is_file()]
+    for stage in ("sft", "lcdd", "trigger", "eval"): assert any(p.parent.name == stage for p in files), stage
+    umask = os.umask(0); os.umask(umask)
+    odd = sorted(f"{p.relative_to(tiny_run)}: {oct(p.stat().st_mode & 0o777)}" for p in files if p.stat().st_mode & 0o777 != 0o666 & ~umask)
+    assert not odd, f"expected {oct(0o666 & ~umask)} everywhere: {odd}"
+
+
+def unsafe_calls(source: str) -> list[str]:
+    "What the package must not do, found in its syntax tree: import pickle (or cPickle/dill/joblib), call `torch.load` without a literal "
+    "`weights_only=True`, or pass a literal `trust_remote_code=True` to anything."
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [f"line {node.lineno}: import {a.name}" for a in node.names if a.name.split(".")[0] in ("pickle", "cPickle", "dill", "joblib")]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("pickle", "cPickle", "dill", "joblib"):
+            found.append(f"line {node.lineno}: from {node.module} import ...")
+        elif isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            kw = {k.arg: k.value for k in node.keywords}
+            if name == "load" and isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "torch":
+                w = kw.get("weights_only")
+                if not (isinstance(w, ast.Constant) and w.value is True): found.append(f"line {node.lineno}: torch.load without weights_only=True")
+            t = kw.get("trust_remote_code")
+            if isinstance(t, ast.Constant) and t.value is True: found.append(f"line {node.lineno}: {name}(trust_remote_code=True)")
+        elif isinstance(node, ast.Dict):
+            for k, v in zip(node.keys, node.values):
+                if isinstance(k, ast.Constant) and k.value == "trust_remote_code" and isinstance(v, ast.Constant) and v.value is True:
+                    found.append(f"line {node.lineno}: {{'trust_remote_code': True}}")
+    return found
+
+
+def test_unsafe_call_scanner_catches_what_it_should():
+    bad = """import pickle
+from dill import loads
+import torch
+torch.load(f)
+torch.load(f, weights_only=False)
+AutoModel.from_pretrained(p, trust_remote_code=True)
+kw = {"trust_remote_code": True}
+"""
+    assert len(unsafe_calls(bad)) == 6, unsafe_calls(bad)
+    ok = """import torch
+torch.load(f, weights_only=True)
+AutoModel.from_pretrained(p, trust_remote_code=args.trust_remote_code)
+s = "torch.load(f) and import pickle in a string are not calls"
+"""
+    assert unsafe_calls(ok) == [], unsafe_calls(ok)
+
+
 def test_source_uses_safe_loading():
-    src = {p.name: p.read_text() for p in (ROOT/"sft_reverse_nb").glob("*.py")}
-    for name, text in src.items():
-        for call in re.findall(r"torch\.load\([^)]*\)", text):
-            assert "weights_only=True" in call, f"{name}: {call}"
-        assert not re.search(r"trust_remote_code\s*=\s*True", text), f"{name} enables remote code by default"
-        assert "import pickle" not in text and "pickle.load" not in text, name
+    files = sorted((ROOT/"sft_reverse_nb").glob("*.py"))
+    assert len(files) > 10
+    found = {p.name: unsafe_calls(p.read_text()) for p in files}
+    assert not any(found.values()), {k: v for k, v in found.items() if v}

@@ -1,0 +1,88 @@
+"""Check a demo run's eval/results.json against the table the README publishes ("What the demo prints").
+
+    sftr demo --out /tmp/demo && python .ci/check_demo.py /tmp/demo/eval/results.json     # or: bash .ci/run --slow
+
+The README's row is read from README.md itself (the line after the `| sparsity | fixed-response rate @Base | ...` header),
+so editing the table without rerunning the demo makes this check fail. Tolerances — what thread counts and the fused
+kernels may move, as the README says ("the last digits of the KL values", "a prompt or two across the fixed-response
+line"):
+
+- sparsity: 0.5 percentage points
+- fixed-response rates (@Base, @SFT, @LCDD, @Trig): 3 percentage points (3 of the 100 prompts)
+- KL(SFT‖LCDD): 0.001 nats/token absolute (it is ~0.0004: a relative bound would be all noise)
+- KL(SFT‖Trig), KL(Base‖Trig): 25 % relative
+- the number of prompts: exactly the README's 100
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COLUMNS = ("sparsity", "rate_base", "rate_sft", "rate_lcdd", "rate_trig", "kl_sft_lcdd", "kl_sft_trig", "kl_base_trig")
+# column: (kind, tolerance) — "pp": absolute, in percentage points; "abs": absolute; "rel": relative
+TOLERANCES = {"sparsity": ("pp", 0.5), "rate_base": ("pp", 3.0), "rate_sft": ("pp", 3.0), "rate_lcdd": ("pp", 3.0), "rate_trig": ("pp", 3.0),
+              "kl_sft_lcdd": ("abs", 0.001), "kl_sft_trig": ("rel", 0.25), "kl_base_trig": ("rel", 0.25)}
+N_PROMPTS = 100
+
+
+def readme_row(readme: Path) -> dict[str, float]:
+    "The published demo numbers: percentages as numbers of percent, KL in nats per token."
+    lines = readme.read_text().splitlines()
+    heads = [i for i, l in enumerate(lines) if l.startswith("| sparsity | fixed-response rate @Base |")]
+    if len(heads) != 1: raise ValueError(f"{readme}: expected one demo table header '| sparsity | fixed-response rate @Base | ...', found {len(heads)}")
+    cells = [c.strip() for c in lines[heads[0] + 2].strip().strip("|").split("|")]
+    if len(cells) != len(COLUMNS): raise ValueError(f"{readme}: the demo row has {len(cells)} cells, expected {len(COLUMNS)}: {cells}")
+    out = {}
+    for name, cell in zip(COLUMNS, cells):
+        m = re.fullmatch(r"([0-9.]+)\s*(%?)", cell)
+        if not m: raise ValueError(f"{readme}: cannot read {name} from {cell!r}")
+        if (name.startswith(("rate", "sparsity"))) != bool(m.group(2)): raise ValueError(f"{readme}: {name} {cell!r}: expected a percentage only for rates and sparsity")
+        out[name] = float(m.group(1))
+    return out
+
+
+def measured(res: dict) -> dict[str, float]:
+    "The same numbers from a results.json (rates and sparsity are fractions there)."
+    try:
+        metric, conds, kl = res["metric"], res["conditions"], res["kl"]
+        return {"sparsity": 100 * res["sparsity"], **{f"rate_{c}": 100 * conds[c][metric] for c in ("base", "sft", "lcdd", "trig")},
+                "kl_sft_lcdd": kl["sft_lcdd"], "kl_sft_trig": kl["sft_trig"], "kl_base_trig": kl["base_trig"]}
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"results.json lacks {e} (is it a full `sftr demo` evaluation with the KL benchmark?)") from e
+
+
+def compare(expected: dict, got: dict) -> list[str]:
+    "One line per number outside its tolerance."
+    bad = []
+    for name, (kind, tol) in TOLERANCES.items():
+        e, g = expected[name], got[name]
+        off = abs(g - e) / abs(e) if kind == "rel" else abs(g - e)
+        if not off <= tol:
+            unit = {"pp": " percentage points", "abs": "", "rel": " (relative)"}[kind]
+            bad.append(f"{name}: README {e:g}, measured {g:.4g} (off by {off:.3g}{unit}; tolerance {tol:g})")
+    return bad
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results", type=Path, help="RUN/eval/results.json of a `sftr demo` run")
+    p.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    a = p.parse_args(argv)
+    try:
+        res = json.loads(a.results.read_text())
+        expected, got = readme_row(a.readme), measured(res)
+    except (OSError, ValueError) as e:
+        print(f"check_demo: error: {e}", file=sys.stderr); return 2
+    bad = compare(expected, got)
+    if res.get("n_prompts") != N_PROMPTS: bad.append(f"n_prompts: README {N_PROMPTS}, measured {res.get('n_prompts')}")
+    for name in COLUMNS: print(f"{name:<14} README {expected[name]:>9g}   measured {got[name]:>10.4g}   tolerance {TOLERANCES[name][1]:g} ({TOLERANCES[name][0]})")
+    if bad:
+        print("check_demo: FAIL — the demo no longer reproduces the README table:\n  " + "\n  ".join(bad), file=sys.stderr); return 1
+    print("check_demo: the demo reproduces the README table within the tolerances")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""`.ci/check_demo.py` (the `--slow` check that the real-model table in the README is what `sftr demo` measures), tested on
+fabricated results.json files against the real README: the demo itself takes ~15 minutes and runs only under `bash .ci/run --slow`."""
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def check(repo_root):
+    spec = importlib.util.spec_from_file_location("check_demo", repo_root / ".ci" / "check_demo.py")
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+def fabricated(row: dict, **changes) -> dict:
+    "A results.json that reproduces `row` (README units), with `changes` applied in README units."
+    r = {**row, **changes}
+    return {"task": "fixed_response", "metric": "fixed_response_rate", "n_prompts": 100, "sparsity": r["sparsity"] / 100,
+            "conditions": {c: {"fixed_response_rate": r[f"rate_{c}"] / 100} for c in ("base", "sft", "lcdd", "trig")},
+            "kl": {"sft_lcdd": r["kl_sft_lcdd"], "sft_trig": r["kl_sft_trig"], "base_trig": r["kl_base_trig"]}}
+
+
+def run(repo_root, tmp_path, res: dict):
+    (tmp_path / "results.json").write_text(json.dumps(res))
+    return subprocess.run([sys.executable, str(repo_root / ".ci" / "check_demo.py"), str(tmp_path / "results.json")], capture_output=True, text=True)
+
+
+def test_reads_the_readme_table(check, repo_root):
+    row = check.readme_row(repo_root / "README.md")
+    assert row == {"sparsity": 90.0, "rate_base": 0.0, "rate_sft": 100.0, "rate_lcdd": 100.0, "rate_trig": 2.0,
+                   "kl_sft_lcdd": 0.0004, "kl_sft_trig": 1.02, "kl_base_trig": 1.71}, row
+
+
+def test_a_matching_run_passes(check, repo_root, tmp_path):
+    row = check.readme_row(repo_root / "README.md")
+    r = run(repo_root, tmp_path, fabricated(row, rate_trig=4.0, kl_sft_trig=1.2, kl_sft_lcdd=0.0009))   # inside every tolerance
+    assert r.returncode == 0 and "reproduces the README table" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("change,needle", [({"rate_trig": 6.0}, "rate_trig: README 2, measured 6"),
+                                           ({"kl_sft_trig": 1.4}, "kl_sft_trig: README 1.02, measured 1.4"),
+                                           ({"kl_sft_lcdd": 0.002}, "kl_sft_lcdd"),
+                                           ({"sparsity": 88.0}, "sparsity: README 90, measured 88"),
+                                           ({"rate_lcdd": 90.0}, "rate_lcdd")])
+def test_a_drifted_run_fails_naming_the_number(check, repo_root, tmp_path, change, needle):
+    r = run(repo_root, tmp_path, fabricated(check.readme_row(repo_root / "README.md"), **change))
+    assert r.returncode == 1 and needle in r.stderr, r.stdout + r.stderr
+
+
+def test_wrong_prompt_count_and_incomplete_results(check, repo_root, tmp_path):
+    res = fabricated(check.readme_row(repo_root / "README.md")); res["n_prompts"] = 16
+    r = run(repo_root, tmp_path, res)
+    assert r.returncode == 1 and "n_prompts: README 100, measured 16" in r.stderr, r.stderr
+    del res["kl"]
+    r = run(repo_root, tmp_path, res)
+    assert r.returncode == 2 and "results.json lacks 'kl'" in r.stderr, r.stderr
+
+
+def test_an_edited_readme_table_is_caught(check, repo_root, tmp_path):
+    "Editing the published numbers without rerunning the demo fails the check."
+    text = (repo_root / "README.md").read_text()
+    assert "| 90.0 % | 0.0 % | 100.0 % | 100.0 % | 2.0 % |" in text
+    (tmp_path / "README.md").write_text(text.replace("| 90.0 % | 0.0 % | 100.0 % | 100.0 % | 2.0 % |", "| 90.0 % | 0.0 % | 100.0 % | 100.0 % | 0.0 % |"))
+    res = fabricated(check.readme_row(repo_root / "README.md"))
+    assert check.compare(check.readme_row(tmp_path / "README.md"), check.measured(res)) == []   # 2 % vs 0 %: inside 3 points
+    (tmp_path / "README.md").write_text(text.replace("| 1.02 |", "| 0.5 |"))
+    assert [b.split(":")[0] for b in check.compare(check.readme_row(tmp_path / "README.md"), check.measured(res))] == ["kl_sft_trig"]
