@@ -20,7 +20,7 @@ from .sharding import full_tensor, shard_like, fsdp_settings, ShardedTwin, clip_
 # %% auto #0
 __all__ = ['FUSED_ADAMW_DEVICES', 'STATE_FORMAT', 'LOCK_NAME', 'StrictConfig', 'TrainConfig', 'micro_batch', 'shard', 'n_targets',
            'token_loss_sum', 'adamw', 'optimizer_state', 'load_optimizer_state', 'save_train_state', 'load_train_state',
-           'mark_complete', 'is_complete', 'stage_inputs', 'reuse_complete', 'StageLockedError', 'StageLock',
+           'mark_complete', 'is_complete', 'StageLockedError', 'StageLock', 'stage_inputs', 'reuse_complete',
            'TrainLoop', 'projection_parameters', 'freeze_outside_projections', 'train_sft']
 
 # %% ../nbs/05_sft.ipynb #a43aac87
@@ -192,23 +192,6 @@ def is_complete(path) -> bool:
     p = Path(path)/"complete.json"
     return p.exists() and load_json(p).get("complete") is True
 
-# %% ../nbs/05_sft.ipynb #1900f952
-def stage_inputs(tokenizer=None, examples: list[dict] | None = None, **models) -> dict:
-    "Fingerprints of what a stage starts from: each named model's weights (or a given fingerprint string), the tokenizer, the training data."
-    out = {k: v if isinstance(v, str) else weights_fingerprint(v, f"{k} model") for k, v in models.items() if v is not None}
-    if tokenizer is not None: out["tokenizer"] = tokenizer_fingerprint(tokenizer)
-    if examples is not None: out["data"] = digest([[e["input_ids"], e["labels"]] for e in examples])
-    return out
-
-def reuse_complete(out_dir, inputs: dict, desc: str) -> bool:
-    "True when `out_dir` is a finished stage made from `inputs`; a finished stage made from other inputs is an error naming what differs."
-    if not is_complete(out_dir): return False
-    rec = load_json(Path(out_dir)/"complete.json").get("inputs")
-    diff = sorted(k for k in set(rec or {}) | set(inputs) if (rec or {}).get(k) != inputs.get(k)) if rec is not None else []
-    if diff: raise ProvenanceError(f"{desc}: {out_dir} is finished but was made from other inputs ({', '.join(diff)} differ); "
-                                   f"delete {out_dir} to redo the stage from the new inputs")
-    return True
-
 # %% ../nbs/05_sft.ipynb #9791f137
 import atexit, socket, sys
 
@@ -296,6 +279,23 @@ class StageLock:
 @atexit.register
 def _release_held_locks():
     for p in list(_HELD): StageLock(p.parent).release()
+
+# %% ../nbs/05_sft.ipynb #1900f952
+def stage_inputs(tokenizer=None, examples: list[dict] | None = None, **models) -> dict:
+    "Fingerprints of what a stage starts from: each named model's weights (or a given fingerprint string), the tokenizer, the training data."
+    out = {k: v if isinstance(v, str) else weights_fingerprint(v, f"{k} model") for k, v in models.items() if v is not None}
+    if tokenizer is not None: out["tokenizer"] = tokenizer_fingerprint(tokenizer)
+    if examples is not None: out["data"] = digest([[e["input_ids"], e["labels"]] for e in examples])
+    return out
+
+def reuse_complete(out_dir, inputs: dict, desc: str) -> bool:
+    "True when `out_dir` is a finished stage made from `inputs`; a finished stage made from other inputs is an error naming what differs."
+    if not is_complete(out_dir): return False
+    rec = load_json(Path(out_dir)/"complete.json").get("inputs")
+    diff = sorted(k for k in set(rec or {}) | set(inputs) if (rec or {}).get(k) != inputs.get(k)) if rec is not None else []
+    if diff: raise ProvenanceError(f"{desc}: {out_dir} is finished but was made from other inputs ({', '.join(diff)} differ); "
+                                   f"delete {out_dir} to redo the stage from the new inputs")
+    return True
 
 # %% ../nbs/05_sft.ipynb #6c83f780
 def _log_lines(path) -> list[str]:
