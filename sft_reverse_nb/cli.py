@@ -12,6 +12,7 @@ from pathlib import Path
 from fastcore.imports import IN_NOTEBOOK
 from .arch import layout_of, model_path, resolve_device, supported_architectures
 from .pipeline import get_preset
+from .sft import release_held_locks
 
 # %% auto #0
 __all__ = ['environment_info', 'model_info', 'format_info', 'overrides_from_args', 'config_rollback', 'build_parser', 'main']
@@ -290,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         builtins.print = functools.partial(_quiet_print, builtins.print)
     run_dir = getattr(args, "run", None) or getattr(args, "out", None)
     fresh = run_dir is not None and not (Path(run_dir)/"config.json").exists()
-    try: return args.func(args)
+    try:
+        try: return args.func(args)
+        finally: release_held_locks()                              # finished or failed, this command writes no more
     except KeyboardInterrupt:
         print(f"sftr {args.command}: interrupted; nothing half-written is left, and the same command resumes from the last checkpoint", file=sys.stderr)
         return 130

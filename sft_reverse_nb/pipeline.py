@@ -181,15 +181,15 @@ def run_config(run_dir, preset=None, config_file=None, overrides: dict | None = 
                              "(reconfigure=True) to record the new configuration, or use another run directory")
     else: target = _merge(recorded, overrides or {})
     diffs = _diff(recorded, target)
+    if diffs:                                                        # values first: a bad value is refused as such, whatever has run
+        check_run_keys(target, "configuration")
+        for stage, cls in STAGE_CONFIGS.items(): target[stage] = asdict(cls.from_dict(target.get(stage, {})))
     stuck = _stages_changed(run_dir, diffs)
     if stuck:
         dirs = ", ".join(str(run_dir/STAGE_DIRS[st]) for st in stuck)
         raise ValueError(f"{run_dir}: the change ({'; '.join(diffs[:6])}) would alter the stage(s) {', '.join(stuck)} that already ran with the "
                          f"recorded settings; delete {dirs} to redo them with the new settings, or keep the recorded ones")
-    if diffs:
-        check_run_keys(target, "configuration")
-        for stage, cls in STAGE_CONFIGS.items(): target[stage] = asdict(cls.from_dict(target.get(stage, {})))
-        save_json(target, path)
+    if diffs: save_json(target, path)
     return target
 
 

@@ -20,8 +20,8 @@ from .sharding import full_tensor, shard_like, fsdp_settings, ShardedTwin, clip_
 # %% auto #0
 __all__ = ['FUSED_ADAMW_DEVICES', 'STATE_FORMAT', 'LOCK_NAME', 'StrictConfig', 'TrainConfig', 'micro_batch', 'shard', 'n_targets',
            'token_loss_sum', 'adamw', 'optimizer_state', 'load_optimizer_state', 'save_train_state', 'load_train_state',
-           'mark_complete', 'is_complete', 'StageLockedError', 'StageLock', 'stage_inputs', 'reuse_complete',
-           'TrainLoop', 'projection_parameters', 'freeze_outside_projections', 'train_sft']
+           'mark_complete', 'is_complete', 'StageLockedError', 'StageLock', 'release_held_locks', 'stage_inputs',
+           'reuse_complete', 'TrainLoop', 'projection_parameters', 'freeze_outside_projections', 'train_sft']
 
 # %% ../nbs/05_sft.ipynb #a43aac87
 class StrictConfig:
@@ -277,7 +277,8 @@ class StageLock:
     def __exit__(self, *exc): self.release()
 
 @atexit.register
-def _release_held_locks():
+def release_held_locks():
+    "Release every stage lock this process holds (at exit, and when a command has failed: the process writes no more)."
     for p in list(_HELD): StageLock(p.parent).release()
 
 # %% ../nbs/05_sft.ipynb #1900f952
