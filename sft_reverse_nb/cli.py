@@ -12,6 +12,7 @@ from pathlib import Path
 from fastcore.imports import IN_NOTEBOOK
 from .arch import layout_of, model_path, resolve_device, supported_architectures
 from .pipeline import get_preset
+from .data import TASKS, get_task
 from .sft import release_held_locks
 
 # %% auto #0
@@ -58,7 +59,7 @@ def _add_run_options(p: argparse.ArgumentParser):
     g.add_argument("--config", metavar="FILE", help="JSON/YAML run configuration instead of a preset")
     g.add_argument("--model", help="model to fine-tune: path, hub id, 'smollm2' or 'tiny:FAMILY'")
     g.add_argument("--base", help="base model (default: --model)")
-    g.add_argument("--task", choices=["fixed_response", "safety", "shakespeare"])
+    g.add_argument("--task", choices=sorted(TASKS), help="a registered behaviour (04_data's task registry)")
     g.add_argument("--data", nargs="+", metavar="PATH", help="task data: a file (fixed_response), harmful files (safety) or a directory (shakespeare)")
     g.add_argument("--benign", metavar="PATH", help="safety: Alpaca-style benign file with outputs")
     g.add_argument("--n-train", type=int); g.add_argument("--n-eval", type=int)
@@ -83,10 +84,10 @@ def overrides_from_args(args, stage: str) -> dict:
     if args.model and not args.base: o["base"] = args.model
     task = {k: getattr(args, k) for k in ("n_train", "n_eval") if getattr(args, k, None) is not None}
     if args.task: task["name"] = args.task
-    if args.data:
-        name = args.task or (get_preset(args.preset)["task"]["name"] if args.preset else None)
-        if name == "safety": task.update(harmful=args.data, benign=args.benign)
-        else: task["source"] = args.data[0]
+    if args.data:                                       # the task's first data option (safety: the harmful files)
+        name = args.task or (get_preset(args.preset)["task"]["name"] if args.preset else "fixed_response")
+        task[get_task(name).data_options[0]] = args.data if len(args.data) > 1 else args.data[0]
+    if args.benign: task["benign"] = args.benign
     if task: o["task"] = task
     st = {k: getattr(args, k) for k in _STAGE_KEYS + (_LCDD_KEYS if stage == "lcdd" else ()) if getattr(args, k, None) is not None}
     if st: o[stage] = st

@@ -11,20 +11,20 @@ from .arch import load_model, load_tokenizer, tiny_model, resolve_dtype, resolve
 from .artefacts import save_json, load_json, load_tensors, atomic_path
 from .provenance import ProvenanceError, verify_stage, weights_fingerprint
 from fastcore.basics import patch
-from .data import TaskData, fixed_response, safety, shakespeare, tiny_tokenizer, chat_format, ChatFormat
+from .data import TaskData, TASKS, get_task, tiny_tokenizer, chat_format, ChatFormat
 from .sft import TrainConfig, train_sft, is_complete, mark_complete
 from .lcdd import LCDDConfig, train_lcdd
 from .eraser import EraserConfig, Trigger, train_trigger
-from .evaluation import (BEHAVIOUR, EvalConfig, Condition, evaluate, write_report, results_table, make_judge, builtin_mc, load_mc, MAX_NEW_TOKENS,
+from .evaluation import (EvalConfig, Condition, evaluate, write_report, results_table, make_judge, builtin_mc, load_mc,
                                        load_prompts, plot_results)
 
 # %% auto #0
-__all__ = ['VICUNA_TEMPLATE', 'PAPER_MODELS', 'TABLE7', 'PAPER_TASK_SOURCES', 'PRESETS', 'STAGE_CONFIGS', 'STAGE_DIRS', 'TASKS',
-           'RUN_KEYS', 'ABLATION_SWITCHES', 'STRUCTURE', 'STAGES', 'get_preset', 'load_config_file', 'check_run_keys',
-           'resolve_config', 'run_config', 'build_task', 'config_model', 'config_tokenizer', 'config_format',
-           'sft_stage', 'lcdd_stage', 'save_lcdd_figures', 'trigger_dir_name', 'run_subdir', 'erase_stage',
-           'parse_condition', 'RunModels', 'carrier_counts', 'check_prompt_lengths', 'eval_stage', 'ablation_stage',
-           'run_pipeline', 'ensure_smollm2', 'demo']
+__all__ = ['VICUNA_TEMPLATE', 'PAPER_MODELS', 'TABLE7', 'PRESETS', 'STAGE_CONFIGS', 'STAGE_DIRS', 'RUN_KEYS', 'ABLATION_SWITCHES',
+           'STRUCTURE', 'STAGES', 'get_preset', 'load_config_file', 'check_run_keys', 'resolve_config', 'run_config',
+           'build_task', 'config_model', 'config_tokenizer', 'config_format', 'sft_stage', 'lcdd_stage',
+           'save_lcdd_figures', 'trigger_dir_name', 'run_subdir', 'erase_stage', 'parse_condition', 'RunModels',
+           'carrier_counts', 'check_prompt_lengths', 'eval_stage', 'ablation_stage', 'run_pipeline', 'ensure_smollm2',
+           'demo']
 
 # %% ../nbs/09_pipeline.ipynb #b3d7dfe7
 VICUNA_TEMPLATE = ("{{ 'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user\\'s questions.' }}"
@@ -42,13 +42,11 @@ TABLE7 = {
     ("shakespeare", "qwen3"): (0.01, 0.01, 0.1, 0.01, 700, 20), ("shakespeare", "mistral"): (0.01, 0.01, 0.1, 0.01, 700, 20),
     ("shakespeare", "vicuna"): (0.01, 0.01, 0.1, 0.01, 700, 20), ("shakespeare", "deepseek"): (0.01, 0.01, 0.1, 0.01, 300, 20),
 }
-PAPER_TASK_SOURCES = {"fixed_response": {"source": "tatsu-lab/alpaca"}, "safety": {"harmful": ["allenai/wildjailbreak"]},
-                      "shakespeare": {"source": "Roudranil/shakespearean-and-modern-english-conversational-dataset"}}
 
 def _paper_preset(task: str, model: str) -> dict:
     rho, lam0, eta, eta_grow, warm, epochs = TABLE7[(task, model)]
     return {"model": PAPER_MODELS[model], "base": PAPER_MODELS[model], "chat_template": VICUNA_TEMPLATE if model == "vicuna" else None,
-            "task": {"name": task, "n_train": 5000, "n_eval": 200, "seed": 0, **PAPER_TASK_SOURCES[task]},
+            "task": {"name": task, "n_train": 5000, "n_eval": 200, "seed": 0, **get_task(task).paper_sources},
             "dtype": "bfloat16", "device": "auto",
             "sft": {"epochs": 3, "batch_size": 8, "lr": 2e-5, "warmup_steps": 50, "schedule": "linear", "loss_on": "all", "mixed_precision": "bf16"},
             "lcdd": {"epochs": epochs, "batch_size": 8, "lr": 2e-5, "loss_on": "all", "rho": rho, "lambda0": lam0, "eta": eta, "eta_grow": eta_grow,
@@ -85,7 +83,6 @@ def get_preset(name: str) -> dict:
 # %% ../nbs/09_pipeline.ipynb #7deacdbf
 STAGE_CONFIGS = {"sft": TrainConfig, "lcdd": LCDDConfig, "erase": EraserConfig, "eval": EvalConfig}
 STAGE_DIRS = {"sft": "sft", "lcdd": "lcdd", "erase": "trigger", "eval": "eval"}     # where each stage writes inside RUN/
-TASKS = {"fixed_response": fixed_response, "safety": safety, "shakespeare": shakespeare}
 RUN_KEYS = ("model", "base", "chat_template", "fallback_template", "dtype", "device", "task", "preset") + tuple(STAGE_CONFIGS)
 
 def _merge(a: dict, b: dict) -> dict:
@@ -114,8 +111,8 @@ def check_run_keys(cfg, source: str = "configuration") -> dict:
     if unknown: raise ValueError(f"{source}: unknown run option(s) {unknown}; valid: {sorted(RUN_KEYS)}")
     task = cfg.get("task")
     if not isinstance(task, dict) or task.get("name") not in TASKS:
-        raise ValueError(f"{source}: task must be an object whose name is one of {sorted(TASKS)}, got {task!r:.80}")
-    params = set(inspect.signature(TASKS[task["name"]]).parameters) | {"name"}
+        raise ValueError(f"{source}: task must be an object whose name is one of the registered tasks {sorted(TASKS)}, got {task!r:.80}")
+    params = get_task(task["name"]).options()
     bad = sorted(set(task) - params)
     if bad: raise ValueError(f"{source}: unknown {task['name']} task option(s) {bad}; valid: {sorted(params)}")
     for st in STAGE_CONFIGS:
@@ -197,7 +194,7 @@ def run_config(run_dir, preset=None, config_file=None, overrides: dict | None = 
 def build_task(task_cfg: dict) -> TaskData:
     "The `TaskData` a config describes."
     kw = {k: v for k, v in task_cfg.items() if k != "name"}
-    return TASKS[task_cfg["name"]](**kw)
+    return get_task(task_cfg["name"]).load(**kw)
 
 def config_model(name: str, cfg: dict, trust_remote_code: bool = False):
     "Load `name` (a path, hub id, `smollm2` or `tiny:FAMILY`) with the run's dtype; a damaged checkpoint is named with its fix."
@@ -289,7 +286,7 @@ def erase_stage(run_dir, cfg: dict | None = None, on: str = "lcdd", overrides: d
     model = config_model(str(run_dir/on), cfg, trust_remote_code)
     base = config_model(cfg["base"], cfg, trust_remote_code)
     task = build_task(cfg["task"])
-    return train_trigger(model, base, tok, [p for p, _ in task.train], out, ecfg, fmt=config_format(cfg, tok),
+    return train_trigger(model, base, tok, get_task(task.task).trigger_prompts(task), out, ecfg, fmt=config_format(cfg, tok),
                          carrier=Path(channels_from) if channels_from else lcdd_dir)
 
 
@@ -413,13 +410,13 @@ def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: d
     models = models or RunModels(run_dir, cfg, resolve_device(cfg.get("device", "cpu")).type, trust_remote_code, tok)
     conds = {n: models.condition(n) for n in ecfg.conditions}
     models.check_chain()
-    room = (ecfg.max_new_tokens or MAX_NEW_TOKENS[task.task]) + max((len(c.trigger) for c in conds.values() if c.trigger is not None), default=0)
+    room = (ecfg.max_new_tokens or get_task(task.task).max_new_tokens) + max((len(c.trigger) for c in conds.values() if c.trigger is not None), default=0)
     first = next(iter(conds.values())).model
     check_prompt_lengths(tok, fmt, prompts, room, getattr(first.config, "max_position_embeddings", None), str(prompts_file or "held-out prompts"))
     from sft_reverse_nb.sft import StageLock; StageLock(out).acquire()   # one writer per output directory (after the checks); mark_complete releases it
     util = None if not ecfg.utility else builtin_mc() if ecfg.utility == "builtin" else load_mc(ecfg.utility)
     res = evaluate(conds, tok, task.task, prompts, fmt, ecfg, make_judge(judge or ecfg.judge, task.task, judge_label, judge_template),
-                   out/"generations", util)
+                   out/"generations", util, kl_prompts=(lambda f: f(task) if f else None)(get_task(task.task).kl_prompts))
     for n in conds: res["provenance"][n].update(models.provenance(n))
     counts = carrier_counts(run_dir/"lcdd") if "lcdd" in models._rec else {}
     res.update(model=cfg["model"], base=cfg["base"], preset=cfg.get("preset"), sparsity=counts.get("sparsity"),
@@ -463,7 +460,7 @@ def ablation_stage(run_dir, cfg: dict | None = None, structure: bool = True, mas
                              LCDDConfig.from_dict({**cfg["lcdd"], "mask_only": v}), fmt=fmt)
         r = evaluate({f"mask-only {v}": Condition(carrier.merge().eval())}, tok, task.task, prompts, fmt, ecfg, cache_dir=d/"generations")
         rows[f"mask-only {v}"] = {"rate": r["conditions"][f"mask-only {v}"][r["metric"]], "sparsity": carrier.sparsity(), "kind": "mask-only"}
-    metric = BEHAVIOUR[task.task][0]
+    metric = get_task(task.task).metric
     result = {"task": task.task, "metric": metric, "n_prompts": len(prompts), "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
     save_json(result, out/"ablations.json")
