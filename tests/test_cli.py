@@ -12,7 +12,8 @@ def sftr(*args):
 def test_info_environment():
     r = sftr("info")
     assert r.returncode == 0, r.stderr
-    assert "supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM" in r.stdout
+    assert ("supported architectures: Gemma2ForCausalLM, Gemma3ForCausalLM, LlamaForCausalLM, MistralForCausalLM, Olmo2ForCausalLM, "
+            "Phi3ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM") in r.stdout
     assert "device: " in r.stdout
 
 
