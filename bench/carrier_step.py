@@ -15,7 +15,6 @@ import torch
 
 from sft_reverse_nb.arch import layout_of, load_model, resolve_dtype
 from sft_reverse_nb.carrier import Carrier, perturbed_copy
-from sft_reverse_nb.equivalence import PROJECTIONS
 
 
 def main():
@@ -36,7 +35,7 @@ def main():
     carrier = Carrier.attach(copy.deepcopy(plain), base)          # the same SFT model as a carrier
     for m in (plain, carrier.model): m.train()
     lay = layout_of(plain)
-    proj = {id(lay.projection(i, n).weight) for i in range(lay.n_layers) for n in PROJECTIONS}
+    proj = {id(lay.projection(i, n).weight) for i in range(lay.n_layers) for n in lay.modules}
     for p in plain.parameters(): p.requires_grad_(id(p) in proj)  # embeddings, lm_head, norms frozen as in LCDD
 
     ids = torch.randint(0, lay.vocab_size, (args.batch, args.seq), generator=torch.Generator().manual_seed(0))

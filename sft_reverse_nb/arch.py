@@ -10,41 +10,65 @@ from pathlib import Path
 import torch
 from torch import nn
 import transformers
-from .equivalence import ATTN_PROJS, PROJECTIONS, group_sizes
+from .equivalence import ATTN_PROJS, GATE_MAP, PROJECTIONS, GateSpec, fused_gate_spec, group_sizes
 from .artefacts import atomic_dir, cache_dir
 
 # %% auto #0
 __all__ = ['ARCHITECTURES', 'TINY_FAMILIES', 'DTYPES', 'SMOLLM2', 'SMOLLM2_GGUF', 'SMOLLM2_VERSION', 'SMOLLM2_REQUIREMENT',
            'SMOLLM2_INSTALL', 'ArchSpec', 'register_architecture', 'supported_architectures', 'ModelLayout',
-           'layout_of', 'tiny_config', 'tiny_model', 'resolve_dtype', 'resolve_device', 'smollm2_gguf_dir',
-           'smollm2_path', 'model_path', 'load_model', 'load_tokenizer']
+           'layout_of', 'tiny_config', 'tiny_model', 'unfused_twin', 'resolve_dtype', 'resolve_device',
+           'smollm2_gguf_dir', 'smollm2_path', 'model_path', 'load_model', 'load_tokenizer']
 
 # %% ../nbs/02_arch.ipynb #5572bd9e
 @dataclass(frozen=True)
 class ArchSpec:
-    "Where a family keeps its decoder layers and, inside each layer, its seven projections."
+    "Where a family keeps its decoder layers and, inside each layer, its projections; `fused` maps a module to the projections it stacks by rows."
     family: str
     layers: str = "model.layers"
     attn: str = "self_attn"
     mlp: str = "mlp"
+    fused: dict = field(default_factory=dict)
+
+    def parts(self, name: str) -> tuple[str, ...]:
+        "The paper's projections held by module `name`, in row order."
+        return tuple(self.fused.get(name, (name,)))
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        "The projection modules of a layer in `PROJECTIONS` order (a fused module at the place of its first part)."
+        held = {p: m for m, ps in self.fused.items() for p in ps}
+        return tuple(dict.fromkeys(held.get(p, p) for p in PROJECTIONS))
+
+    def gate_spec(self, name: str) -> GateSpec:
+        "Row and column gates of module `name` (`GATE_MAP`'s entry, or the concatenation for a fused module)."
+        return fused_gate_spec(self.fused[name]) if name in self.fused else GATE_MAP[name]
+
     def proj_path(self, name: str) -> str:
-        "Module path of projection `name` inside a decoder layer."
-        return f"{self.attn}.{name}" if name in ATTN_PROJS else f"{self.mlp}.{name}"
+        "Module path of projection module `name` inside a decoder layer."
+        return f"{self.attn}.{name}" if set(self.parts(name)) <= set(ATTN_PROJS) else f"{self.mlp}.{name}"
 
 ARCHITECTURES: dict[str, ArchSpec] = {
     "LlamaForCausalLM": ArchSpec("llama"),
     "MistralForCausalLM": ArchSpec("mistral"),
     "Qwen2ForCausalLM": ArchSpec("qwen2"),
     "Qwen3ForCausalLM": ArchSpec("qwen3"),
+    "Gemma2ForCausalLM": ArchSpec("gemma2"),
+    "Gemma3ForCausalLM": ArchSpec("gemma3"),
+    "Phi3ForCausalLM": ArchSpec("phi3", fused={"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}),
+    "Olmo2ForCausalLM": ArchSpec("olmo2"),
 }
 
 def register_architecture(class_name: str, spec: ArchSpec):
     "Add a model class (by `type(model).__name__`) to the registry."
+    if any(p not in PROJECTIONS for ps in spec.fused.values() for p in ps) or any(m in PROJECTIONS for m in spec.fused):
+        raise ValueError(f"ArchSpec.fused must map new module names to the paper's projections {PROJECTIONS}; got {spec.fused}")
+    for ps in spec.fused.values(): fused_gate_spec(tuple(ps))     # refuses parts without a common column gate
     ARCHITECTURES[class_name] = spec
 
 def supported_architectures() -> list[str]:
     "Model class names in the registry."
     return sorted(ARCHITECTURES)
+
 
 # %% ../nbs/02_arch.ipynb #1eebf1bb
 @dataclass
@@ -62,18 +86,44 @@ class ModelLayout:
     spec: ArchSpec = field(repr=False)
     layers: list = field(repr=False)
 
+    @property
+    def modules(self) -> tuple[str, ...]:
+        "Names of the projection modules of one layer (seven, or fewer where projections are fused)."
+        return self.spec.modules
+
     def projection(self, i: int, name: str) -> nn.Module:
-        "The `name` projection module of layer `i`."
+        "The projection module `name` (one of `modules`) of layer `i`."
+        if name not in self.modules:
+            held = next((m for m in self.modules if name in self.spec.parts(m)), None)
+            raise ValueError(f"{self.family} has no module {name!r}" + (f"; {name} is rows {self.part_rows(held)[name]} of {held!r}" if held else "")
+                             + f"; its projection modules are {', '.join(self.modules)}")
         return self.layers[i].get_submodule(self.spec.proj_path(name))
 
     def projections(self, i: int) -> dict[str, nn.Module]:
-        "The seven projection modules of layer `i`, in `PROJECTIONS` order."
-        return {n: self.projection(i, n) for n in PROJECTIONS}
+        "The projection modules of layer `i`, in `modules` order."
+        return {n: self.projection(i, n) for n in self.modules}
 
     def replace_projection(self, i: int, name: str, module: nn.Module):
         "Swap the `name` projection of layer `i` for `module`."
         parent, attr = self.spec.proj_path(name).rsplit(".", 1)
         setattr(self.layers[i].get_submodule(parent), attr, module)
+
+    def part_shape(self, part: str) -> tuple[int, int]:
+        "The (out, in) shape of one of the paper's seven projections, from the geometry."
+        d, f, q, kv = self.d_model, self.d_ff, self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        return dict(q_proj=(q, d), k_proj=(kv, d), v_proj=(kv, d), o_proj=(d, q), gate_proj=(f, d), up_proj=(f, d), down_proj=(d, f))[part]
+
+    def part_rows(self, name: str) -> dict[str, slice]:
+        "The rows of module `name` that hold each of its parts."
+        out, start = {}, 0
+        for p in self.spec.parts(name):
+            out[p] = slice(start, start + self.part_shape(p)[0]); start = out[p].stop
+        return out
+
+    def module_shape(self, name: str) -> tuple[int, int]:
+        "The (out, in) weight shape the geometry implies for module `name` (parts stacked by rows)."
+        shapes = [self.part_shape(p) for p in self.spec.parts(name)]
+        return (sum(s[0] for s in shapes), shapes[0][1])
 
     def group_sizes(self) -> dict[str, int]:
         "Gates per group in one layer of this model."
@@ -90,10 +140,14 @@ class ModelLayout:
 
     def summary(self) -> dict:
         "Plain-data description (for `sftr info` and `carrier.json`)."
+        specs = {n: self.spec.gate_spec(n) for n in self.modules}
         return dict(arch=self.arch, family=self.family, n_layers=self.n_layers, d_model=self.d_model, d_ff=self.d_ff,
                     n_heads=self.n_heads, n_kv_heads=self.n_kv_heads, head_dim=self.head_dim, vocab_size=self.vocab_size,
-                    projections={n: list(self.projection(0, n).weight.shape) for n in PROJECTIONS},
+                    projections={n: list(self.projection(0, n).weight.shape) for n in self.modules},
+                    fused={n: list(self.spec.parts(n)) for n in self.modules if n in self.spec.fused},
+                    gates={n: dict(row=list(s.row_groups), col=f"expand_gqa({s.col})" if s.col_gqa else s.col) for n, s in specs.items()},
                     gate_groups=self.group_sizes(), gates_per_layer=self.gates_per_layer, n_gates=self.n_gates)
+
 
 # %% ../nbs/02_arch.ipynb #948232e4
 def _shape(mod): return tuple(mod.weight.shape)
@@ -111,30 +165,32 @@ def layout_of(model: nn.Module) -> ModelLayout:
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads
     lay = ModelLayout(arch, spec.family, len(layers), cfg.hidden_size, cfg.intermediate_size, n_heads, n_kv, head_dim,
                       cfg.vocab_size, spec, layers)
-    d, f, q, kv = lay.d_model, lay.d_ff, n_heads * head_dim, n_kv * head_dim
-    expected = dict(q_proj=(q, d), k_proj=(kv, d), v_proj=(kv, d), o_proj=(d, q), gate_proj=(f, d), up_proj=(f, d), down_proj=(d, f))
     for i in range(lay.n_layers):
-        for n, shp in expected.items():
-            got = _shape(lay.projection(i, n))
+        for n in lay.modules:
+            got, shp = _shape(lay.projection(i, n)), lay.module_shape(n)
             if got != shp: raise ValueError(f"layer {i} {n} has weight shape {got}, but the config implies {shp}; the config does not describe this model")
     return lay
 
 # %% ../nbs/02_arch.ipynb #2fd77756
-TINY_FAMILIES = {"llama": "LlamaConfig", "mistral": "MistralConfig", "qwen2": "Qwen2Config", "qwen3": "Qwen3Config"}
+TINY_FAMILIES = {"llama": "LlamaConfig", "mistral": "MistralConfig", "qwen2": "Qwen2Config", "qwen3": "Qwen3Config",
+                 "gemma2": "Gemma2Config", "gemma3": "Gemma3TextConfig", "phi3": "Phi3Config", "olmo2": "Olmo2Config"}
 
 def tiny_config(arch: str, **overrides):
     "Config of a small random model of family `arch`."
     if arch not in TINY_FAMILIES: raise ValueError(f"tiny_model: unknown family {arch!r}; choose one of {sorted(TINY_FAMILIES)}")
     kw = dict(vocab_size=288, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=arch == "llama", rms_norm_eps=1e-6,
-              initializer_range=0.2)   # large enough that frozen embeddings still allow peaked next-token distributions
-    if arch == "qwen3": kw["head_dim"] = 24
+              num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=arch in ("llama", "gemma2", "gemma3"),
+              rms_norm_eps=1e-6, initializer_range=0.2)   # large enough that frozen embeddings still allow peaked next-token distributions
+    if arch in ("qwen3", "gemma3"): kw["head_dim"] = 24
+    if arch == "gemma2": kw.update(head_dim=16)
+    if arch.startswith("gemma"): kw["query_pre_attn_scalar"] = kw["head_dim"]
+    if arch in ("phi3", "olmo2"): kw.update(bos_token_id=1, eos_token_id=2, pad_token_id=None)   # their defaults lie outside the tiny vocabulary
     if arch == "mistral": kw["sliding_window"] = None
     kw.update(overrides)
     return getattr(transformers, TINY_FAMILIES[arch])(**kw)
 
 def tiny_model(arch: str, seed: int = 0, **overrides) -> nn.Module:
-    "A small random causal LM of family `arch` (`llama`, `mistral`, `qwen2`, `qwen3`), built offline, in eval mode."
+    "A small random causal LM of family `arch` (one of `TINY_FAMILIES`), built offline, in eval mode."
     cfg = tiny_config(arch, **overrides)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -143,6 +199,32 @@ def tiny_model(arch: str, seed: int = 0, **overrides) -> nn.Module:
         for n, p in model.named_parameters():
             if "norm" in n: p.data.uniform_(0.5, 1.5)
     return model.eval()
+
+
+# %% ../nbs/02_arch.ipynb #5bba7fb2
+def unfused_twin(model: nn.Module) -> nn.Module:
+    "A `LlamaForCausalLM` with the weights of a Phi-3 `model`, each fused weight cut at `part_rows` into separate projections."
+    lay, cfg = layout_of(model), model.config
+    if lay.arch != "Phi3ForCausalLM": raise ValueError(f"unfused_twin builds a Llama twin of a Phi-3 model, not of {lay.arch}")
+    rope = dict(getattr(cfg, "rope_parameters", None) or {})
+    if rope.get("rope_type", "default") != "default" or rope.get("partial_rotary_factor", 1.0) != 1.0:
+        raise ValueError(f"unfused_twin needs plain RoPE; this Phi-3 config has {rope}")
+    twin_cfg = transformers.LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+                                        num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
+                                        num_key_value_heads=lay.n_kv_heads, max_position_embeddings=cfg.max_position_embeddings,
+                                        rms_norm_eps=cfg.rms_norm_eps, tie_word_embeddings=cfg.tie_word_embeddings, hidden_act=cfg.hidden_act,
+                                        rope_theta=rope.get("rope_theta", 10000.0), bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id)
+    twin = transformers.LlamaForCausalLM(twin_cfg).to(model.dtype)
+    tl = layout_of(twin)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if not any(f".{m}." in n for m in lay.spec.fused): twin.get_parameter(n).copy_(p)
+        for i in range(lay.n_layers):
+            for m in lay.spec.fused:
+                w = lay.projection(i, m).weight
+                for part, sl in lay.part_rows(m).items(): tl.projection(i, part).weight.copy_(w[sl])
+    return twin.eval()
+
 
 # %% ../nbs/02_arch.ipynb #2b870698
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,

@@ -109,15 +109,20 @@ class GatedDeltaLinear(nn.Module):
     @property
     def bank(self) -> GateBank: return self._bank[0]
 
+    def _row(self, gate_of) -> torch.Tensor:
+        "The row gate: one group's gate, or the concatenation of the parts' groups for a fused weight."
+        gs = [gate_of(g) for g in self.spec.row_groups]
+        return gs[0] if len(gs) == 1 else torch.cat(gs)
+
     def gates(self) -> tuple[torch.Tensor, torch.Tensor]:
-        "Row and column gate vectors (column gate expanded to query heads for `o_proj`)."
-        r, c = self.bank.gate(self.spec.row), self.bank.gate(self.spec.col)
+        "Row and column gate vectors (row gate concatenated for a fused weight, column gate expanded to query heads for `o_proj`)."
+        r, c = self._row(self.bank.gate), self.bank.gate(self.spec.col)
         if self.spec.col_gqa: c = expand_gqa(c, *self.gqa)
         return r.to(self.delta.dtype), c.to(self.delta.dtype)
 
     def hard_gates(self) -> tuple[torch.Tensor, torch.Tensor]:
         "Row and column gates as plain 0/1 tensors (no surrogate, no cache), in the delta's dtype."
-        r, c = (hard_gate(self.bank.logits(s).detach()) for s in (self.spec.row, self.spec.col))
+        r, c = self._row(lambda g: hard_gate(self.bank.logits(g).detach())), hard_gate(self.bank.logits(self.spec.col).detach())
         if self.spec.col_gqa: c = expand_gqa(c, *self.gqa)
         return r.to(self.delta.dtype), c.to(self.delta.dtype)
 
@@ -132,7 +137,7 @@ class GatedDeltaLinear(nn.Module):
             return GatedLinearFn.apply(x, self.weight_base, self.delta, r, c, self.bias)
         return F.linear(x, masked_weight(self.weight_base, self.delta, r, c), self.bias)
 
-    def extra_repr(self): return f"in={self.in_features}, out={self.out_features}, row={self.spec.row}, col={self.spec.col}{' (gqa)' if self.spec.col_gqa else ''}"
+    def extra_repr(self): return f"in={self.in_features}, out={self.out_features}, row={'+'.join(self.spec.row_groups)}, col={self.spec.col}{' (gqa)' if self.spec.col_gqa else ''}"
 
 # %% ../nbs/03_carrier.ipynb #53747264
 def check_compatible(model: nn.Module, base_model: nn.Module):
@@ -177,7 +182,7 @@ class Carrier:
         if any(isinstance(m, GatedDeltaLinear) for m in model.modules()): raise ValueError("model already has a carrier attached; attach to a fresh SFT model")
         check_compatible(model, base_model)
         lay, base_lay = layout_of(model), layout_of(base_model)
-        proj_weights = {f"{lay.spec.layers}.{i}.{lay.spec.proj_path(n)}.weight" for i in range(lay.n_layers) for n in PROJECTIONS}
+        proj_weights = {f"{lay.spec.layers}.{i}.{lay.spec.proj_path(n)}.weight" for i in range(lay.n_layers) for n in lay.modules}
         base_params, outside = dict(base_model.named_parameters()), []
         for name, p in model.named_parameters():
             if name in proj_weights: continue
@@ -194,15 +199,15 @@ class Carrier:
         gqa = (lay.n_heads, lay.n_kv_heads, lay.head_dim)
         banks = []
         for i in range(lay.n_layers):
-            dev = lay.projection(i, "q_proj").weight.device
+            dev = lay.projection(i, lay.modules[0]).weight.device
             bank = GateBank(lay.group_sizes(), init_mean, init_std, gen, device=dev)
             lay.layers[i].add_module("carrier_gates", bank); banks.append(bank)
-            for n in PROJECTIONS:
+            for n in lay.modules:
                 sft, base = lay.projection(i, n), base_lay.projection(i, n)
                 wb = base.weight.detach().to(sft.weight.device, sft.weight.dtype)
                 bias = None if base.bias is None else base.bias.detach().to(wb.device, wb.dtype)
                 delta = sft.weight.detach() - wb
-                spec = GATE_MAP[n]
+                spec = lay.spec.gate_spec(n)
                 lay.replace_projection(i, n, GatedDeltaLinear(wb, bias, delta, bank, spec, gqa if spec.col_gqa else None))
         hooks = [model.register_forward_pre_hook(_start_gates), model.register_forward_hook(_end_gates, always_call=True)]
         return cls(model, lay, banks, outside, keep_sft_norms, hooks)
@@ -217,7 +222,7 @@ def perturbed_copy(model: nn.Module, scale: float = 0.05, seed: int = 1, everyth
     "A copy of `model` with random noise added to its projection weights (or to `everything`): a stand-in SFT model for tests."
     out = copy.deepcopy(model)
     lay = layout_of(out)
-    targets = {id(lay.projection(i, n).weight) for i in range(lay.n_layers) for n in PROJECTIONS}
+    targets = {id(lay.projection(i, n).weight) for i in range(lay.n_layers) for n in lay.modules}
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in out.parameters():
@@ -240,8 +245,8 @@ def gate_parameters(self: Carrier) -> list[nn.Parameter]:
 
 @patch
 def projections(self: Carrier) -> list[GatedDeltaLinear]:
-    "Every gated projection, layer by layer in `PROJECTIONS` order."
-    return [self.layout.projection(i, n) for i in range(self.layout.n_layers) for n in PROJECTIONS]
+    "Every gated projection module, layer by layer in `ModelLayout.modules` order."
+    return [self.layout.projection(i, n) for i in range(self.layout.n_layers) for n in self.layout.modules]
 
 @patch
 def delta_parameters(self: Carrier) -> list[nn.Parameter]:
@@ -307,7 +312,7 @@ def save(self: Carrier, path, deltas: bool = True) -> Path:
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     meta = {"format": CARRIER_FORMAT, "arch": self.layout.arch}
     if deltas:
-        save_tensors({f"layers.{i}.{n}": self.layout.projection(i, n).delta for i in range(self.layout.n_layers) for n in PROJECTIONS},
+        save_tensors({f"layers.{i}.{n}": self.layout.projection(i, n).delta for i in range(self.layout.n_layers) for n in self.layout.modules},
                      path/"carrier_delta.safetensors", meta)
     save_tensors(dict(self.logits), path/"carrier.safetensors", meta)
     save_json(self.summary(), path/"carrier.json")
@@ -337,7 +342,7 @@ def load(cls: Carrier, path, model: nn.Module, base_model: nn.Module, **attach_k
         if (path/"carrier_delta.safetensors").exists():
             deltas = load_tensors(path/"carrier_delta.safetensors")
             for i in range(carrier.layout.n_layers):
-                for n in PROJECTIONS: carrier.layout.projection(i, n).delta.copy_(deltas[f"layers.{i}.{n}"])
+                for n in carrier.layout.modules: carrier.layout.projection(i, n).delta.copy_(deltas[f"layers.{i}.{n}"])
     return carrier
 
 # %% ../nbs/03_carrier.ipynb #4a312576
@@ -348,7 +353,7 @@ def merge(self: Carrier, inplace: bool = False) -> nn.Module:
     model = self.model if inplace else copy.deepcopy(self.model)
     lay = layout_of(model)
     for i in range(lay.n_layers):
-        for n in PROJECTIONS:
+        for n in lay.modules:
             gm = lay.projection(i, n)
             lin = nn.Linear(gm.in_features, gm.out_features, bias=gm.bias is not None, device=gm.delta.device, dtype=gm.delta.dtype)
             with torch.no_grad():
@@ -386,7 +391,7 @@ def export_compact(self: Carrier, path) -> int:
     "Write only the active rows/columns of each $\\Delta$ (with their indices) to a safetensors file; returns its size in bytes."
     tensors = {}
     for i in range(self.layout.n_layers):
-        for n in PROJECTIONS:
+        for n in self.layout.modules:
             gm = self.layout.projection(i, n)
             rows, cols = (g.nonzero().flatten() for g in gm.hard_gates())
             tensors[f"layers.{i}.{n}.rows"], tensors[f"layers.{i}.{n}.cols"] = rows, cols
@@ -400,7 +405,7 @@ def apply_compact(base_model: nn.Module, path) -> nn.Module:
     lay = layout_of(model)
     with torch.no_grad():
         for i in range(lay.n_layers):
-            for n in PROJECTIONS:
+            for n in lay.modules:
                 if f"layers.{i}.{n}.delta" not in t: raise ValueError(f"{path} has no entry for layer {i} {n}; it was exported from another model")
                 w, rows, cols = lay.projection(i, n).weight, t[f"layers.{i}.{n}.rows"], t[f"layers.{i}.{n}.cols"]
                 w[rows[:, None], cols[None, :]] += t[f"layers.{i}.{n}.delta"].to(w.dtype)

@@ -10,13 +10,14 @@ import transformers
 import sft_reverse_nb
 from pathlib import Path
 from fastcore.imports import IN_NOTEBOOK
-from .arch import layout_of, model_path, resolve_device, supported_architectures
+from .arch import layout_of, model_path, resolve_device, supported_architectures, tiny_config
 from .pipeline import get_preset
 from .data import TASKS, get_task
 from .sft import release_held_locks
 
 # %% auto #0
-__all__ = ['environment_info', 'model_info', 'format_info', 'overrides_from_args', 'config_rollback', 'build_parser', 'main']
+__all__ = ['environment_info', 'model_info', 'format_layout', 'format_info', 'overrides_from_args', 'config_rollback',
+           'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #1af45b2c
 def environment_info() -> dict:
@@ -28,28 +29,37 @@ def environment_info() -> dict:
             "cpu_threads": torch.get_num_threads(), "supported_architectures": supported_architectures()}
 
 def model_info(name_or_path: str, trust_remote_code: bool = False) -> dict:
-    "Layout of a model (local path, hub id or `smollm2`) read from its config on the meta device."
-    path = model_path(name_or_path)
-    cfg = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    "Layout of a model (local path, hub id, `smollm2` or `tiny:FAMILY`) read from its config on the meta device."
+    if name_or_path.startswith("tiny:"): path, cfg = name_or_path, tiny_config(name_or_path.split(":", 1)[1])
+    else:
+        path = model_path(name_or_path)
+        cfg = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(cfg, trust_remote_code=trust_remote_code)
     return {"model": name_or_path, "path": path, **layout_of(model).summary()}
 
 # %% ../nbs/11_cli.ipynb #d2f49be2
+def format_layout(model: dict) -> list[str]:
+    "Text lines describing a model layout from `model_info`: projection modules with their gates, and the gate groups."
+    lines = [f"model: {model['model']}  ->  {model['path']}",
+             f"  {model['arch']} ({model['family']}): {model['n_layers']} layers, d_model {model['d_model']}, d_ff {model['d_ff']}, "
+             f"{model['n_heads']} heads / {model['n_kv_heads']} KV heads, head_dim {model['head_dim']}, vocab {model['vocab_size']}",
+             "  projections per layer (out, in)   row gate | column gate:"]
+    for n, s in model["projections"].items():
+        g, parts = model["gates"][n], model["fused"].get(n)
+        lines.append(f"    {n:<12} {str(tuple(s)):<14} {'+'.join(g['row'])} | {g['col']}" + (f"   (fused: {' + '.join(parts)})" if parts else ""))
+    lines += ["  gates per layer:"] + [f"    {g:<11} {k:>7,}" for g, k in model["gate_groups"].items()]
+    lines += [f"    {'total':<11} {model['gates_per_layer']:>7,}   ({model['n_gates']:,} in the model)"]
+    return lines
+
 def format_info(env: dict, model: dict | None = None) -> str:
     "Human-readable report for `sftr info`."
     lines = [f"sft_reverse_nb {env['sft_reverse_nb']}  (python {env['python']}, torch {env['torch']}, transformers {env['transformers']})",
              f"device: {env['device']}" + (f" ({env['cuda']})" if env['cuda'] else "") + f", CPU threads: {env['cpu_threads']}",
              "supported architectures: " + ", ".join(env["supported_architectures"])]
-    if model:
-        lines += ["", f"model: {model['model']}  ->  {model['path']}",
-                  f"  {model['arch']} ({model['family']}): {model['n_layers']} layers, d_model {model['d_model']}, d_ff {model['d_ff']}, "
-                  f"{model['n_heads']} heads / {model['n_kv_heads']} KV heads, head_dim {model['head_dim']}, vocab {model['vocab_size']}",
-                  "  projections per layer (out, in):"]
-        lines += [f"    {n:<10} {tuple(s)}" for n, s in model["projections"].items()]
-        lines += ["  gates per layer:"] + [f"    {g:<11} {k:>7,}" for g, k in model["gate_groups"].items()]
-        lines += [f"    {'total':<11} {model['gates_per_layer']:>7,}   ({model['n_gates']:,} in the model)"]
+    if model: lines += [""] + format_layout(model)
     return "\n".join(lines)
+
 
 # %% ../nbs/11_cli.ipynb #c60e1099
 def _add_run_options(p: argparse.ArgumentParser):
@@ -238,6 +248,10 @@ def _info(args) -> int:
         from sft_reverse_nb.pipeline import PRESETS
         for name, p in sorted(PRESETS.items()): print(f"{name:<28} {p['task']['name']:<15} {p['model']}")
         return 0
+    if args.layout:
+        model = model_info(args.layout, args.trust_remote_code)
+        print(json.dumps(model, indent=2) if args.json else "\n".join(format_layout(model)))
+        return 0
     env = environment_info()
     model = model_info(args.model, args.trust_remote_code) if args.model else None
     print(json.dumps({"environment": env, "model": model}, indent=2) if args.json else format_info(env, model))
@@ -249,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"sft_reverse_nb {sft_reverse_nb.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     info = sub.add_parser("info", help="environment, supported architectures and a model's layout")
-    info.add_argument("--model", metavar="PATH_OR_NAME", help="local checkpoint, hub id, or 'smollm2' (the embedded model)")
+    info.add_argument("--model", metavar="PATH_OR_NAME", help="local checkpoint, hub id, 'smollm2' (the embedded model) or 'tiny:FAMILY'")
+    info.add_argument("--layout", metavar="PATH_OR_NAME", help="print only this model's layout: projection modules, their gates, the gate groups")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
     info.add_argument("--presets", action="store_true", help="list the named presets")

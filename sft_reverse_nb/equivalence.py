@@ -9,7 +9,7 @@ import torch
 
 # %% auto #0
 __all__ = ['GATE_GROUPS', 'ATTN_PROJS', 'MLP_PROJS', 'PROJECTIONS', 'GATE_MAP', 'masked_weight', 'gated_delta_linear', 'GateSpec',
-           'group_sizes', 'expand_gqa']
+           'group_sizes', 'expand_gqa', 'fused_gate_spec']
 
 # %% ../nbs/00_equivalence.ipynb #8ae62688
 def masked_weight(w_base: torch.Tensor, delta: torch.Tensor, r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -32,10 +32,14 @@ PROJECTIONS = ATTN_PROJS + MLP_PROJS
 
 @dataclass(frozen=True)
 class GateSpec:
-    "Row and column gate groups of one projection; `col_gqa` marks a column gate expanded from KV heads to query heads."
-    row: str
+    "Row and column gate groups of one projection (a fused weight: several row groups, concatenated); `col_gqa` marks a column gate expanded from KV heads to query heads."
+    row: str | tuple[str, ...]
     col: str
     col_gqa: bool = False
+    @property
+    def row_groups(self) -> tuple[str, ...]:
+        "The row gate's groups in row order (one for an unfused projection)."
+        return (self.row,) if isinstance(self.row, str) else tuple(self.row)
 
 GATE_MAP = {
     "gate_proj": GateSpec("ffn_hidden", "ffn_read"),
@@ -59,3 +63,13 @@ def expand_gqa(m_v: torch.Tensor, n_heads: int, n_kv_heads: int, head_dim: int) 
     if m_v.shape[-1] != n_kv_heads * head_dim: raise ValueError(f"value gate has {m_v.shape[-1]} channels, expected n_kv_heads*head_dim = {n_kv_heads*head_dim}")
     if n_heads % n_kv_heads: raise ValueError(f"n_heads={n_heads} is not a multiple of n_kv_heads={n_kv_heads}")
     return m_v.view(n_kv_heads, head_dim).repeat_interleave(n_heads // n_kv_heads, dim=0).reshape(-1)
+
+# %% ../nbs/00_equivalence.ipynb #6e09b920
+def fused_gate_spec(parts: tuple[str, ...]) -> GateSpec:
+    "The gates of one weight holding projections `parts` stacked by rows: their row groups concatenated, their common column gate."
+    specs = [GATE_MAP[p] for p in parts]
+    cols = {(s.col, s.col_gqa) for s in specs}
+    if len(cols) != 1:
+        raise ValueError(f"projections {parts} read different column gates ({sorted(c for c, _ in cols)}); only projections that share one column gate can be fused by rows")
+    return GateSpec(tuple(g for s in specs for g in s.row_groups), specs[0].col, specs[0].col_gqa)
+

@@ -137,10 +137,12 @@ def trigger_loss(states: dict[int, torch.Tensor], logits: torch.Tensor, trigger:
 
 # %% ../nbs/07_eraser.ipynb #9e285893
 def init_trigger(model, n_tokens: int, seed: int = 0) -> torch.Tensor:
-    "`n_tokens` embeddings of random vocabulary tokens (float32 copy)."
-    emb = model.get_input_embeddings().weight
+    "`n_tokens` embeddings of random vocabulary tokens as the model reads them (float32 copy; times `embed_scale` where the embedding module scales)."
+    mod = model.get_input_embeddings(); emb = mod.weight
     ids = torch.randint(0, emb.shape[0], (n_tokens,), generator=torch.Generator().manual_seed(seed))
-    return emb.detach()[ids.to(emb.device)].float().clone()
+    out = emb.detach()[ids.to(emb.device)].float().clone()
+    scale = getattr(mod, "embed_scale", None)                 # Gemma 2/3: the module returns rows * sqrt(d_model)
+    return out if scale is None else out * float(scale)
 
 @torch.no_grad()
 def project_ball(trigger: torch.Tensor, radius: float) -> torch.Tensor:

@@ -133,8 +133,7 @@ def _kl_to_reference(logits, ref_logits, labels) -> torch.Tensor:
 def _state_tensors(carrier: Carrier) -> dict[str, torch.Tensor]:
     out = {f"gate.{k}": p for k, p in carrier.logits.items()}
     lay = carrier.layout
-    from sft_reverse_nb.equivalence import PROJECTIONS
-    out.update({f"delta.layers.{i}.{n}": lay.projection(i, n).delta for i in range(lay.n_layers) for n in PROJECTIONS})
+    out.update({f"delta.layers.{i}.{n}": lay.projection(i, n).delta for i in range(lay.n_layers) for n in lay.modules})
     return out
 
 # %% ../nbs/06_lcdd.ipynb #aceb58f6

@@ -7,7 +7,6 @@ from __future__ import annotations
 import torch
 import transformers
 from .arch import layout_of
-from .equivalence import PROJECTIONS
 
 # %% auto #0
 __all__ = ['GB', 'SHARDINGS', 'model_counts', 'activation_estimate', 'memory_estimate']
@@ -21,8 +20,8 @@ def model_counts(model_or_config) -> dict:
     lay = layout_of(model)
     s = lay.summary()
     return dict(n_params=sum(p.numel() for p in model.parameters()),
-                n_proj=sum(lay.projection(i, n).weight.numel() for i in range(lay.n_layers) for n in PROJECTIONS),
-                n_buffer=sum({w.shape: w.numel() for w in (lay.projection(0, n).weight for n in PROJECTIONS)}.values()),
+                n_proj=sum(lay.projection(i, n).weight.numel() for i in range(lay.n_layers) for n in lay.modules),
+                n_buffer=sum({w.shape: w.numel() for w in (lay.projection(0, n).weight for n in lay.modules)}.values()),
                 n_gates=lay.n_gates, n_layers=s["n_layers"], d_model=s["d_model"], d_ff=s["d_ff"],
                 kv_dim=s["n_kv_heads"] * s["head_dim"], vocab=s["vocab_size"])
 

@@ -13,7 +13,6 @@ from torch import nn
 from .arch import layout_of, resolve_device
 from .artefacts import atomic_dir, atomic_path, save_json, load_json, save_tensors, load_tensors, save_hf_checkpoint
 from .data import TaskData, ChatFormat, chat_format, collate
-from .equivalence import PROJECTIONS
 from .provenance import ProvenanceError, provenance_record, check_inputs, weights_fingerprint, tokenizer_fingerprint, digest
 from .sharding import full_tensor, shard_like, fsdp_settings, ShardedTwin, clip_grad_norm, deepspeed_settings, ZeroEngine
 
@@ -381,9 +380,9 @@ class TrainLoop:
 
 # %% ../nbs/05_sft.ipynb #cef28526
 def projection_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    "The seven projection weights of every layer, by parameter name."
+    "The projection weights of every layer (the seven projections, or their fused modules), by parameter name."
     lay = layout_of(model)
-    ids = {id(lay.projection(i, n).weight) for i in range(lay.n_layers) for n in PROJECTIONS}
+    ids = {id(lay.projection(i, n).weight) for i in range(lay.n_layers) for n in lay.modules}
     return {n: p for n, p in model.named_parameters() if id(p) in ids}
 
 def freeze_outside_projections(model: nn.Module) -> dict[str, nn.Parameter]:

@@ -95,7 +95,7 @@ def _config_only(run: Path, t: Path):
 # `nothing` = the run directory must not even hold a config.json: the bad setting was refused before anything was written.
 CASES = [
     ("unsupported-architecture", "sft {run} --preset tiny --model {t}/gpt2", None, ValueError,
-     ["Unsupported architecture 'GPT2LMHeadModel'", "Supported: LlamaForCausalLM", "register_architecture"], "sft"),
+     ["Unsupported architecture 'GPT2LMHeadModel'", "Supported: Gemma2ForCausalLM, Gemma3ForCausalLM, LlamaForCausalLM", "register_architecture"], "sft"),
     ("base-sft-shape-mismatch", "lcdd {run} --preset tiny --sft {t}/other_size", None, ValueError,
      ["has shape (259, 64) in the SFT model but (288, 64) in the base model", "load the matching base checkpoint"], "lcdd"),
     ("base-sft-tied-embeddings-differ", "lcdd {run} --preset tiny --sft {t}/untied", None, ValueError,

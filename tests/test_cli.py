@@ -12,7 +12,8 @@ def sftr(*args):
 def test_info_environment():
     r = sftr("info")
     assert r.returncode == 0, r.stderr
-    assert "supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM" in r.stdout
+    assert ("supported architectures: Gemma2ForCausalLM, Gemma3ForCausalLM, LlamaForCausalLM, MistralForCausalLM, Olmo2ForCausalLM, "
+            "Phi3ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM") in r.stdout
     assert "device: " in r.stdout
 
 
@@ -37,7 +38,7 @@ def test_info_unsupported_and_missing(tmp_path):
     import transformers
     transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64)).save_pretrained(tmp_path / "g")
     r = sftr("info", "--model", str(tmp_path / "g"))
-    assert r.returncode == 2 and "Unsupported architecture 'GPT2LMHeadModel'" in r.stderr and "Supported: LlamaForCausalLM" in r.stderr
+    assert r.returncode == 2 and "Unsupported architecture 'GPT2LMHeadModel'" in r.stderr and "Supported: Gemma2ForCausalLM, Gemma3ForCausalLM, LlamaForCausalLM" in r.stderr
     r = sftr("info", "--model", str(tmp_path / "nothing-here"))
     assert r.returncode == 2 and "sftr info: error" in r.stderr
 
