@@ -194,7 +194,7 @@ def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict, meta: dict, 
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 # %% ../nbs/05_train.ipynb #c26c8447
-STATE_FORMAT = "sft_reverse_nb.train_state/1"
+STATE_FORMAT = "sft_reverse_nb.train_state/2"
 
 def save_train_state(path, step: int, tensors: dict[str, torch.Tensor], meta: dict):
     "Atomically write `train_state/` (tensors + JSON) for `step`; the RNG state is included."
@@ -207,7 +207,8 @@ def load_train_state(path) -> tuple[int, dict, dict] | None:
     path = Path(path)
     if not (path/"state.json").exists(): return None
     meta = load_json(path/"state.json")
-    if meta.get("format") != STATE_FORMAT: raise ValueError(f"{path/'state.json'} is not a training state of this package")
+    if meta.get("format") != STATE_FORMAT: raise ValueError(f"{path/'state.json'} is not a training state of this version of the package ({meta.get('format')!r}, expected {STATE_FORMAT!r}); "
+                                                         f"delete {path} to restart the stage")
     tensors = load_tensors(path/"state.safetensors")
     torch.set_rng_state(tensors.pop("rng.torch"))
     return meta["step"], tensors, meta
