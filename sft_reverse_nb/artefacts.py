@@ -8,7 +8,7 @@ import json, os, shutil, tempfile
 from contextlib import contextmanager
 from pathlib import Path
 import torch
-from safetensors.torch import save_file, load_file
+from safetensors.torch import save, save_file, load_file
 
 # %% auto #0
 __all__ = ['atomic_path', 'save_json', 'load_json', 'save_tensors', 'load_tensors', 'atomic_dir', 'cache_dir',
@@ -46,10 +46,18 @@ def load_json(path):
     except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON ({e}); delete it and re-run the stage that writes it") from e
 
 # %% ../nbs/01a_artefacts.ipynb #70cb2896
+def _sorted_metadata(data: bytes) -> bytes:
+    "The same safetensors bytes with the metadata keys in sorted order (safetensors writes them in a per-process random order)."
+    n = int.from_bytes(data[:8], "little")
+    head = json.loads(data[8:8 + n])
+    if "__metadata__" in head: head["__metadata__"] = dict(sorted(head["__metadata__"].items()))
+    new = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode()
+    return data if len(new) > n else data[:8] + new.ljust(n, b" ") + data[8 + n:]
+
 def save_tensors(tensors: dict[str, torch.Tensor], path, metadata: dict[str, str] | None = None) -> Path:
-    "Write a dict of tensors as safetensors, atomically (tensors are made contiguous and moved to CPU)."
+    "Write a dict of tensors as safetensors, atomically and byte-reproducibly (tensors are made contiguous and moved to CPU)."
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    with atomic_path(path) as tmp: save_file(tensors, str(tmp), metadata=metadata)
+    with atomic_path(path) as tmp: tmp.write_bytes(_sorted_metadata(save(tensors, metadata=metadata)))
     return Path(path)
 
 def load_tensors(path, device: str = "cpu") -> dict[str, torch.Tensor]:

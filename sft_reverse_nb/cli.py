@@ -12,8 +12,10 @@ from pathlib import Path
 from fastcore.imports import IN_NOTEBOOK
 from .arch import layout_of, model_path, resolve_device, supported_architectures, tiny_config
 from .pipeline import get_preset
+from .train import TrainConfig, add_config_flags, release_held_locks
 from .data import TASKS, get_task
-from .sft import release_held_locks
+from .lcdd import LCDDConfig
+from .eraser import EraserConfig
 
 # %% auto #0
 __all__ = ['environment_info', 'model_info', 'format_layout', 'format_info', 'overrides_from_args', 'config_rollback',
@@ -77,11 +79,7 @@ def _add_run_options(p: argparse.ArgumentParser):
     g.add_argument("--fallback-template", action="store_true", default=None, help="use ChatML when the tokenizer has no chat template")
     g.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default; never read from a config file)")
     g.add_argument("--reconfigure", action="store_true", help="record a --preset/--config that differs from the run's recorded one")
-    t = p.add_argument_group("training")
-    t.add_argument("--steps", type=int); t.add_argument("--epochs", type=float); t.add_argument("--batch-size", type=int)
-    t.add_argument("--grad-accum", type=int); t.add_argument("--lr", type=float)
-    t.add_argument("--loss-on", choices=["all", "response"]); t.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"])
-    t.add_argument("--seed", type=int); t.add_argument("--save-every", type=int)
+    add_config_flags(p.add_argument_group("training"), TrainConfig, [k for k in _STAGE_KEYS if k != "device"])   # --device: above
 
 _STAGE_KEYS = ("steps", "epochs", "batch_size", "grad_accum", "lr", "loss_on", "mixed_precision", "seed", "save_every", "device")
 _LCDD_KEYS = ("rho", "lambda0", "eta", "eta_grow", "eps_abs", "v_clip", "sparsity_warmup", "gate_lr", "mask_only", "early_stop")
@@ -168,22 +166,10 @@ def _erase(args) -> int:
 def _add_erase_options(e: argparse.ArgumentParser):
     e.add_argument("run", metavar="RUN", help="run directory with a completed LCDD stage")
     g = e.add_argument_group("trigger (Appendix D)")
-    g.add_argument("--n-tokens", type=int, help="trigger length (paper: 20)")
-    g.add_argument("--steps", type=int); g.add_argument("--batch-size", type=int)
-    g.add_argument("--n-prompts", type=int, help="prompt pool from the task's training prompts (paper: 200)")
-    g.add_argument("--lr", type=float, help="Adam learning rate (paper: 3e-3)")
-    g.add_argument("--alpha", type=float, help="weight of the KL term (paper: 0.7)")
-    g.add_argument("--gamma", type=float, help="weight of the trigger-norm penalty (paper: 0.1)")
-    g.add_argument("--k", type=int, help="tail positions of the KL term (paper: 8)")
-    g.add_argument("--radius", type=float, help="PGD radius per token (paper: 1.0)")
-    g.add_argument("--channels", choices=["write", "ffn_write", "attn_write", "all"], help="channel set (default: write)")
-    g.add_argument("--seed", type=int); g.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"])
-    g.add_argument("--device", help="auto, cpu, cuda, cuda:N"); g.add_argument("--save-every", type=int)
+    add_config_flags(g, EraserConfig, _ERASE_KEYS)
     a = e.add_argument_group("controls (Section 4.3; written to RUN/ablations/...)")
     a.add_argument("--on", choices=["lcdd", "sft"], default="lcdd", help="model the trigger is trained on (default: the LCDD carrier)")
-    a.add_argument("--output-only", action="store_true", help="no channel-matching term")
-    a.add_argument("--random-channels", action="store_true", help="random channels, same count per layer")
-    a.add_argument("--no-kl", action="store_true", help="no KL term")
+    add_config_flags(a, EraserConfig, ("output_only", "random_channels", "no_kl"))
     a.add_argument("--channels-from", metavar="DIR", help="channels of another carrier (an LCDD directory)")
     a.add_argument("--name", help="output sub-directory of RUN (default: trigger, or ablations/... for a control); relative, inside RUN")
     e.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default; never read from a config file)")
@@ -275,11 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(lcdd)
     c = lcdd.add_argument_group("LCDD")
     c.add_argument("--sft", metavar="PATH", help="SFT checkpoint (default: RUN/sft)")
-    for k, typ in (("rho", float), ("lambda0", float), ("eta", float), ("eta-grow", float), ("eps-abs", float), ("v-clip", float),
-                   ("sparsity-warmup", int), ("gate-lr", float)):
-        c.add_argument(f"--{k}", type=typ)
-    c.add_argument("--mask-only", choices=["ce", "kl"], help="Appendix E ablation: deltas frozen")
-    c.add_argument("--early-stop", action="store_true", default=None)
+    add_config_flags(c, LCDDConfig, _LCDD_KEYS)
     lcdd.set_defaults(func=_lcdd)
     erase = sub.add_parser("erase", help="SFT-Eraser: train the trigger that switches the carrier off, into RUN/trigger")
     _add_erase_options(erase); erase.set_defaults(func=_erase)

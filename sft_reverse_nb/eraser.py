@@ -4,26 +4,25 @@
 
 # %% ../nbs/07_eraser.ipynb #8847c16f
 from __future__ import annotations
-import json, math, os, time
+import json, math, os
 from contextlib import contextmanager
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import torch
 from torch import nn
+from fastcore.basics import patch
 from .arch import layout_of
 from .artefacts import save_json, load_json, save_tensors, load_tensors, atomic_dir
 from .carrier import Carrier
 from .data import ChatFormat, chat_format
-from .generate import pad_left, prefixed_inputs, generate, teacher_force, _pad_id
-from .sharding import fsdp_settings
-from .provenance import ProvenanceError, check_inputs, digest, tensor_fingerprint, weights_fingerprint, tokenizer_fingerprint
-from .sft import (stage_inputs, reuse_complete, TrainLoop, micro_batch, shard, save_train_state, optimizer_state, load_optimizer_state, mark_complete,
-                                is_complete, _accelerator, StrictConfig)
+from .generate import pad_left, prefixed_inputs, generate, teacher_force, pad_id
+from .provenance import ProvenanceError, digest, tensor_fingerprint, weights_fingerprint, tokenizer_fingerprint
+from .train import StrictConfig, setting, options_table, Stage, fit, micro_batch, shard, stage_inputs, reuse_complete, is_complete, read_metrics
 
 # %% auto #0
 __all__ = ['CHANNEL_MODES', 'TRIGGER_FORMAT', 'carrier_channels', 'random_channels', 'capture_last_token', 'trigger_forward',
            'EraserTargets', 'tail_mask', 'base_targets', 'trigger_loss', 'init_trigger', 'project_ball', 'Trigger',
-           'EraserConfig', 'resolve_channels', 'TriggerLoop', 'train_trigger']
+           'EraserConfig', 'resolve_channels', 'EraseStage', 'train_trigger']
 
 # %% ../nbs/07_eraser.ipynb #f5ee7955
 CHANNEL_MODES = ("write", "ffn_write", "attn_write", "all")
@@ -230,26 +229,26 @@ class Trigger:
 @dataclass
 class EraserConfig(StrictConfig):
     "SFT-Eraser settings (Appendix D defaults) and ablation switches."
-    n_tokens: int = 20
-    steps: int = 2000
-    batch_size: int = 16
-    n_prompts: int = 200              # prompt pool drawn from the task's training prompts
-    lr: float = 3e-3
-    alpha: float = 0.7                # weight of L_KL
-    gamma: float = 0.1                # weight of the trigger-norm penalty
-    k: int = 8                        # tail positions of L_KL
-    radius: float = 1.0               # PGD ball
-    max_grad_norm: float = 1.0
-    channels: str = "write"           # write | ffn_write | attn_write | all
-    random_channels: bool = False     # ablation: random channels, same count per layer
-    output_only: bool = False         # ablation: no L_MSE
-    no_kl: bool = False               # ablation: no L_KL
-    seed: int = 0
-    device: str = "auto"
-    mixed_precision: str = "no"
-    target_batch_size: int = 16       # batch size of the base-model target pass
-    save_every: int = 100
-    log_every: int = 1
+    n_tokens: int = setting(20, 'trigger length in tokens (paper: 20)')
+    steps: int = setting(2000, 'optimiser steps')
+    batch_size: int = setting(16, 'prompts per step (the global batch)')
+    n_prompts: int = setting(200, "prompt pool drawn from the task's training prompts (paper: 200)")
+    lr: float = setting(3e-3, 'Adam learning rate of the trigger (paper: 3e-3)')
+    alpha: float = setting(0.7, 'weight of the KL term (paper: 0.7)')
+    gamma: float = setting(0.1, 'weight of the trigger-norm penalty (paper: 0.1)')
+    k: int = setting(8, 'tail positions of the KL term (paper: 8)')
+    radius: float = setting(1.0, 'PGD radius per trigger token (paper: 1.0)')
+    max_grad_norm: float = setting(1.0, "clip the trigger's gradient norm to this; None: no clipping")
+    channels: str = setting("write", 'channel set: write, ffn_write, attn_write or all', choices=('write', 'ffn_write', 'attn_write', 'all'))
+    random_channels: bool = setting(False, 'ablation: random channels, the same count per layer')
+    output_only: bool = setting(False, 'ablation: no channel-matching (MSE) term')
+    no_kl: bool = setting(False, 'ablation: no KL term')
+    seed: int = setting(0, 'seed of the prompt pool, the batch order and the initial trigger')
+    device: str = setting("auto", 'auto, cpu, cuda or cuda:N')
+    mixed_precision: str = setting("no", 'no, bf16 or fp16', choices=('no', 'bf16', 'fp16'))
+    target_batch_size: int = setting(16, "batch size of the base model's target pass")
+    save_every: int = setting(100, 'checkpoint the training state every N steps')
+    log_every: int = setting(1, 'append to metrics.jsonl every N steps')
 
     def check(self):
         "Refuse settings that cannot train a trigger, naming the option — before anything is loaded or written."
@@ -285,22 +284,13 @@ def resolve_channels(cfg: EraserConfig, carrier=None, channels: dict | None = No
         channels = random_channels(channels, d, cfg.seed)
     return channels
 
-# %% ../nbs/07_eraser.ipynb #844f474b
+# %% ../nbs/07_eraser.ipynb #c34ac966
 def _check_context(model, n_tokens: int, ids: list[list[int]]):
     n_ctx = getattr(model.config, "max_position_embeddings", None)
     longest = max(map(len, ids))
     if n_ctx is not None and n_tokens + longest > n_ctx:
         raise ValueError(f"erase: trigger ({n_tokens} tokens) + longest prompt ({longest} tokens) = {n_tokens + longest} exceeds the model's "
                          f"context of {n_ctx} tokens; use fewer trigger tokens or shorter prompts")
-
-class TriggerLoop(TrainLoop):
-    "The shared loop's checkpoints, metrics log and progress bar ([05_sft](05_sft.ipynb)) for a run over a prompt pool."
-    def __init__(self, out_dir, cfg: EraserConfig, n_prompts: int, desc: str = "erase", callbacks=(), rank: int = 0, world: int = 1):
-        self.out_dir, self.cfg, self.desc, self.examples, self.pad_id = Path(out_dir), cfg, desc, [], None
-        self.total, self.callbacks, self.rank, self.world = cfg.total_steps(n_prompts), list(callbacks), rank, world
-        self.state_dir, self.metrics_path = self.out_dir/"train_state", self.out_dir/"metrics.jsonl"
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.take_lock()                                          # one writer per stage directory ([05_sft](05_sft.ipynb))
 
 def _model_name(model) -> str: return str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
 
@@ -315,92 +305,101 @@ def _plot_trigger_losses(metrics: list[dict], path=None, ax=None):
     if path is not None: ax.figure.tight_layout(); ax.figure.savefig(path, dpi=110)
     return ax
 
-# %% ../nbs/07_eraser.ipynb #acf586d0
+# %% ../nbs/07_eraser.ipynb #e4819e01
+class EraseStage(Stage):
+    "SFT-Eraser: a soft prompt τ (Adam, projected onto an L2 ball) learns to restore `base_model`'s channel means and tail distributions; the model stays frozen."
+    name, trains_weights, loss_is_global, keep_state, saves_on_nonfinite = "erase", False, True, True, True
+    def __init__(self, model, base_model, tokenizer, prompts: list[str], cfg: EraserConfig, fmt: ChatFormat | None = None, carrier=None,
+                 channels: dict | None = None):
+        self.model, self.base, self.tokenizer, self.cfg, self.carrier = model, base_model, tokenizer, cfg, carrier
+        self.fmt, self.max_grad_norm = fmt or chat_format(tokenizer), cfg.max_grad_norm or math.inf     # inf: the norm is still measured
+        self.channels = resolve_channels(cfg, carrier, channels)
+        self.pool = [prompts[i] for i in torch.randperm(len(prompts), generator=torch.Generator().manual_seed(cfg.seed))[:cfg.n_prompts].tolist()]
+        if not self.pool: raise ValueError("erase: no prompts given")
+        self.inputs = {**stage_inputs(tokenizer, model=model, base=base_model), "prompts": digest(self.pool), "channels": digest(self.channels),
+                       "carrier": tensor_fingerprint(_gate_source(carrier)[0], "carrier gate logits") if carrier is not None else None}
+
+    def start(self, backend):
+        self.ids = [self.tokenizer(self.fmt.prompt(p), add_special_tokens=False).input_ids for p in self.pool]
+        _check_context(self.model, self.cfg.n_tokens, self.ids)
+        self.pad, self.rank, self.world, self.sum_all = pad_id(self.tokenizer), backend.rank, backend.world, backend.pool
+        self.flags = {n: p.requires_grad for n, p in self.model.named_parameters()}
+        self.tau = nn.Parameter(init_trigger(self.model, self.cfg.n_tokens, self.cfg.seed).to(backend.device))
+        self.best, self.best_loss, self.best_step, self.losses = self.tau.detach().clone(), math.inf, 0, []
+        return self.cfg.total_steps(len(self.pool))
+
+    def restore(self, tensors, meta):
+        with torch.no_grad(): self.tau.copy_(tensors["trigger"])
+        self.best = tensors["best"].to(self.tau.device)
+        self.best_loss, self.best_step, self.losses = meta["best_loss"], meta["best_step"], meta["losses"]
+
+    def bind(self, work, backend):
+        self.base.to(backend.device)
+        self.targets = base_targets(self.base, self.ids, self.pad, self.channels, self.cfg.k, self.cfg.target_batch_size,
+                                    with_kl=not self.cfg.no_kl, autocast=backend.autocast)
+        work.requires_grad_(False); work.eval()
+        self.clipped = [self.tau]
+        return {"adam": torch.optim.Adam([self.tau], lr=self.cfg.lr)}
+
+    def close(self):
+        for n, p in self.model.named_parameters(): p.requires_grad_(self.flags[n])
+
+# %% ../nbs/07_eraser.ipynb #c91ba55d
+@patch
+def batches(self: EraseStage, step: int, device) -> list:
+    "One micro-batch per step: this process's rows of the global batch `step` (row indices, row weights, left-padded prompts)."
+    self.step, batch = step, micro_batch(len(self.pool), self.cfg.batch_size, self.cfg.seed, step)
+    mine = shard(batch, self.rank, self.world)
+    idx = mine or batch[:1]                      # an empty share runs a stand-in row of weight 0: it still joins the all-reduce
+    return [(idx, torch.full((len(idx),), float(bool(mine))), pad_left([self.ids[i] for i in idx], self.pad, device))]
+
+@patch
+def loss(self: EraseStage, module, batch) -> torch.Tensor:
+    "The whole batch's trigger loss (Eqs. 6–8, rows pooled over the processes); the trigger that scores it is kept if it is the best so far."
+    idx, weight, enc = batch
+    states, logits = trigger_forward(module, self.tau, enc, sorted(self.channels), self.cfg.k)
+    with torch.autocast(enc["input_ids"].device.type, enabled=False):
+        loss, self.parts = trigger_loss(states, logits, self.tau, self.targets, torch.tensor(idx), self.channels, self.cfg.alpha, self.cfg.gamma,
+                                        use_mse=not self.cfg.output_only, use_kl=not self.cfg.no_kl, weight=weight, sum_all=self.sum_all)
+    if loss.item() < self.best_loss: self.best, self.best_loss, self.best_step = self.tau.detach().clone(), loss.item(), self.step
+    return loss
+
+@patch
+def after_step(self: EraseStage, step: int, loss: float, grad_norm) -> tuple[dict, None]:
+    "PGD onto the ball; the step's loss, its parts, the best loss so far and the gradient norm."
+    project_ball(self.tau.data, self.cfg.radius)
+    self.losses.append(loss)
+    return {**self.parts, "loss": loss, "best": self.best_loss, "grad_norm": grad_norm}, None
+
+# %% ../nbs/07_eraser.ipynb #cdf5aedd
+@patch
+def state(self: EraseStage) -> tuple[dict, dict]:
+    return {"trigger": self.tau.detach(), "best": self.best}, {"best_loss": self.best_loss, "best_step": self.best_step, "losses": self.losses}
+
+@patch
+def finish(self: EraseStage, trained: nn.Module, out_dir) -> Trigger:
+    c = self.carrier
+    self.trigger = Trigger(self.best.detach().float().cpu(), {
+        "model": _model_name(self.model), "base": _model_name(self.base),
+        "carrier": str(c) if c is not None and not isinstance(c, Carrier) else ("<in memory>" if c is not None else None),
+        "channels": {str(l): ch for l, ch in self.channels.items()}, "n_channels": sum(map(len, self.channels.values())),
+        "config": asdict(self.cfg), "best_loss": self.best_loss, "best_step": self.best_step, "steps": self.cfg.steps, "losses": self.losses,
+        "n_prompts": len(self.pool), "inputs": self.inputs})
+    if out_dir is not None:
+        self.trigger.save(out_dir)
+        self.trigger.export_peft(out_dir/"peft", self.model)
+        _plot_trigger_losses(read_metrics(out_dir/"metrics.jsonl"), out_dir/"trigger_loss.png")
+    return self.trigger
+
+@patch
+def completion(self: EraseStage) -> tuple[dict, str]:
+    return {"best_loss": self.best_loss, "best_step": self.best_step}, tensor_fingerprint(self.trigger.embeds, "trigger")
+
+# %% ../nbs/07_eraser.ipynb #0e574c7a
 def train_trigger(model, base_model, tokenizer, prompts: list[str], out_dir, cfg: EraserConfig = EraserConfig(),
                   fmt: ChatFormat | None = None, carrier=None, channels: dict | None = None, callbacks=()) -> Trigger:
     "Learn a trigger on `model` (weights frozen) that restores `base_model`'s channel means and tail distributions on `prompts`; writes `out_dir`."
-    out_dir = Path(out_dir)
-    fmt = fmt or chat_format(tokenizer)
-    channels = resolve_channels(cfg, carrier, channels)
-    pool = [prompts[i] for i in torch.randperm(len(prompts), generator=torch.Generator().manual_seed(cfg.seed))[:cfg.n_prompts].tolist()]
-    if not pool: raise ValueError("erase: no prompts given")
-    inputs = {**stage_inputs(tokenizer, model=model, base=base_model), "prompts": digest(pool), "channels": digest(channels),
-              "carrier": tensor_fingerprint(_gate_source(carrier)[0], "carrier gate logits") if carrier is not None else None}
-    if reuse_complete(out_dir, inputs, "erase"):
+    stage = EraseStage(model, base_model, tokenizer, prompts, cfg, fmt, carrier, channels)
+    if reuse_complete(out_dir, stage.inputs, "erase"):
         print(f"erase: {out_dir} is complete; loading it"); return Trigger.load(out_dir, model)
-    ids = [tokenizer(fmt.prompt(p), add_special_tokens=False).input_ids for p in pool]
-    _check_context(model, cfg.n_tokens, ids)
-    pad = _pad_id(tokenizer)
-    acc = _accelerator(cfg)
-    if fsdp_settings(acc) and acc.is_main_process: print("erase: FSDP launch: the frozen model is kept whole on every process (only the trigger trains)")
-    torch.manual_seed(cfg.seed)                     # the stage's randomness follows the seed; a resume restores the saved state
-    loop = TriggerLoop(out_dir, cfg, len(pool), "erase", callbacks, acc.process_index, acc.num_processes)
-    if loop.is_main: check_inputs(out_dir, inputs, "erase")          # a resume continues only on the same model, carrier and prompts
-    base_model.to(acc.device)
-    targets = base_targets(base_model, ids, pad, channels, cfg.k, cfg.target_batch_size, with_kl=not cfg.no_kl, autocast=acc.autocast)
-    flags = {n: p.requires_grad for n, p in model.named_parameters()}
-    model.requires_grad_(False); model.to(acc.device).eval()
-    tau = nn.Parameter(init_trigger(model, cfg.n_tokens, cfg.seed).to(acc.device))
-    opt = torch.optim.Adam([tau], lr=cfg.lr)
-    best, best_loss, best_step, losses = tau.detach().clone(), math.inf, 0, []
-    start, tensors, meta = loop.resume()
-    if tensors is not None:
-        with torch.no_grad(): tau.copy_(tensors["trigger"]); best = tensors["best"].to(acc.device)
-        load_optimizer_state(opt, tensors, meta["optimizer"], "adam")
-        best_loss, best_step, losses = meta["best_loss"], meta["best_step"], meta["losses"]
-    layers = sorted(channels)
-    rank, world = acc.process_index, acc.num_processes
-    def sum_all(x):
-        # value: the sum over the processes; gradient: `world` times this process's own, so the mean of the processes' gradients is the batch's
-        return acc.reduce(x.detach(), "sum") + world * (x - x.detach())
-    def save_state(step):
-        if not acc.is_main_process: return
-        ot, om = optimizer_state(opt, "adam")
-        save_train_state(loop.state_dir, step, {"trigger": tau.detach(), "best": best, **ot},
-                         {"optimizer": om, "best_loss": best_loss, "best_step": best_step, "losses": losses})
-    try:
-        for step in loop.progress(start):
-            t0 = time.perf_counter()
-            batch = micro_batch(len(pool), cfg.batch_size, cfg.seed, step)
-            mine = shard(batch, rank, world)
-            idx = mine or batch[:1]                      # an empty share runs a stand-in row of weight 0: it still joins the all-reduce
-            weight = torch.full((len(idx),), float(bool(mine)))
-            enc = pad_left([ids[i] for i in idx], pad, acc.device)
-            with acc.autocast():
-                states, logits = trigger_forward(model, tau, enc, layers, cfg.k)
-            loss, parts = trigger_loss(states, logits, tau, targets, torch.tensor(idx), channels, cfg.alpha, cfg.gamma,
-                                       use_mse=not cfg.output_only, use_kl=not cfg.no_kl, weight=weight,
-                                       sum_all=sum_all if world > 1 else None)
-            loss_all = loss.item()                             # the whole batch's loss: the same on every process
-            if not math.isfinite(loss_all):
-                save_state(step)
-                raise FloatingPointError(f"erase: non-finite trigger loss ({loss_all}) at step {step + 1}; the last good trigger "
-                                         f"(step {step}) is saved in {loop.state_dir}. Lower lr or use mixed_precision='no'")
-            if loss_all < best_loss: best, best_loss, best_step = tau.detach().clone(), loss_all, step
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if world > 1: tau.grad = acc.reduce(tau.grad, "mean")
-            gnorm = torch.nn.utils.clip_grad_norm_([tau], cfg.max_grad_norm) if cfg.max_grad_norm else tau.grad.norm()
-            opt.step(); project_ball(tau.data, cfg.radius)
-            losses.append(loss_all)
-            if acc.is_main_process and ((step + 1) % cfg.log_every == 0 or step + 1 == loop.total):
-                loop.log(step + 1, {**parts, "loss": loss_all, "best": best_loss, "grad_norm": gnorm.item(), "sec": time.perf_counter() - t0})
-            if loop.should_save(step + 1): save_state(step + 1)
-    finally:
-        for n, p in model.named_parameters(): p.requires_grad_(flags[n])
-    trig = Trigger(best.detach().float().cpu(), {
-        "model": _model_name(model), "base": _model_name(base_model),
-        "carrier": str(carrier) if carrier is not None and not isinstance(carrier, Carrier) else ("<in memory>" if carrier is not None else None),
-        "channels": {str(l): c for l, c in channels.items()}, "n_channels": sum(map(len, channels.values())),
-        "config": asdict(cfg), "best_loss": best_loss, "best_step": best_step, "steps": loop.total, "losses": losses,
-        "n_prompts": len(pool), "inputs": inputs})
-    if acc.is_main_process:
-        save_state(loop.total)
-        trig.save(out_dir)
-        trig.export_peft(out_dir/"peft", model)
-        from sft_reverse_nb.lcdd import read_metrics
-        _plot_trigger_losses(read_metrics(loop.metrics_path), out_dir/"trigger_loss.png")
-        mark_complete(out_dir, {"stage": "erase", "steps": loop.total, "best_loss": best_loss, "best_step": best_step},
-                      inputs, tensor_fingerprint(trig.embeds, "trigger"))
-    acc.wait_for_everyone()
-    return trig
+    return fit(stage, cfg, out_dir, callbacks)

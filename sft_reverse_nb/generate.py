@@ -9,16 +9,17 @@ import torch
 from .data import ChatFormat, chat_format
 
 # %% auto #0
-__all__ = ['encode_prompts', 'pad_left', 'position_ids', 'prefixed_inputs', 'generate', 'teacher_force']
+__all__ = ['pad_id', 'encode_prompts', 'pad_left', 'position_ids', 'prefixed_inputs', 'generate', 'teacher_force']
 
 # %% ../nbs/04a_generate.ipynb #97fb474f
-def _pad_id(tok) -> int:
+def pad_id(tok) -> int:
+    "The tokenizer's padding id, or its end-of-sequence id when it has none."
     return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
 def encode_prompts(tok, texts: list[str], device=None) -> dict[str, torch.Tensor]:
     "Left-padded `input_ids` and `attention_mask` for already-formatted prompt texts."
     if not texts: raise ValueError("no prompts given")
-    return pad_left([tok(t, add_special_tokens=False).input_ids for t in texts], _pad_id(tok), device)
+    return pad_left([tok(t, add_special_tokens=False).input_ids for t in texts], pad_id(tok), device)
 
 def pad_left(ids: list[list[int]], pad_id: int, device=None) -> dict[str, torch.Tensor]:
     "Left-pad token-id lists into `input_ids` and `attention_mask`."
@@ -75,7 +76,7 @@ def generate(model, tok, prompts: list[str], fmt: ChatFormat | None = None, max_
         enc = encode_prompts(tok, [texts[i] for i in idx], dev)
         inp = prefixed_inputs(model, **enc, prefix=prefix)
         inp.pop("position_ids")                            # generate derives them from the attention mask
-        gen = model.generate(**inp, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=_pad_id(tok), eos_token_id=eos)
+        gen = model.generate(**inp, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id(tok), eos_token_id=eos)
         if prefix is None: gen = gen[:, enc["input_ids"].shape[1]:]   # with inputs_embeds only new tokens come back
         for j, i in enumerate(idx):
             ids = _trim(gen[j].tolist(), eos)
@@ -99,7 +100,7 @@ def teacher_force(model, tok, prompts: list[str], responses: list, fmt: ChatForm
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
             R = max(1, max(len(r_ids[i]) for i in idx))
-            enc = pad_left([p_ids[i] + r_ids[i] for i in idx], _pad_id(tok), dev)
+            enc = pad_left([p_ids[i] + r_ids[i] for i in idx], pad_id(tok), dev)
             out = model(**prefixed_inputs(model, **enc, prefix=prefix), logits_to_keep=R + 1)
             logp = out.logits[:, :R].float().log_softmax(-1)
             mask = torch.tensor([[j >= R - len(r_ids[i]) for j in range(R)] for i in idx], device=dev)

@@ -4,21 +4,23 @@
 
 # %% ../nbs/06_lcdd.ipynb #c0ba1b55
 from __future__ import annotations
-import copy, json, math, time
-from dataclasses import dataclass, asdict
+import copy, json, math
+from dataclasses import dataclass, fields
 from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from fastcore.basics import patch
 from .carrier import Carrier
-from .sharding import full_tensor, fsdp_settings, ShardedTwin, clip_grad_norm, deepspeed_settings, ZeroEngine, average_grads
 from .data import TaskData, ChatFormat, chat_format
-from .provenance import check_inputs, tensor_fingerprint
-from .sft import (stage_inputs, reuse_complete, TrainConfig, TrainLoop, save_train_state, optimizer_state, load_optimizer_state, mark_complete,
-                                is_complete, token_loss_sum, _accelerator, _check_loss, _sync_unless, adamw)
+from .equivalence import PROJECTIONS
+from .generate import pad_id
+from .provenance import tensor_fingerprint
+from .train import (TrainConfig, setting, ExampleBatches, Stage, fit, adamw, lr_schedule, token_loss_sum, stage_inputs, reuse_complete,
+                                  is_complete, read_metrics, options_table)
 
 # %% auto #0
-__all__ = ['DualController', 'LCDDConfig', 'EarlyStop', 'train_lcdd', 'read_metrics', 'plot_lcdd_dynamics']
+__all__ = ['DualController', 'LCDDConfig', 'EarlyStop', 'carrier_tensors', 'LCDDStage', 'train_lcdd', 'plot_lcdd_dynamics']
 
 # %% ../nbs/06_lcdd.ipynb #480f44b9
 class DualController:
@@ -63,28 +65,28 @@ class DualController:
 @dataclass
 class LCDDConfig(TrainConfig):
     "LCDD settings: optimisation (Δ: AdamW at `lr`; θ: SGD at `gate_lr`), controller, early stopping, ablation switches."
-    gate_lr: float = 0.1
-    gate_momentum: float = 0.0
-    rho: float = 0.3
-    lambda0: float = 1.0
-    eta: float = 0.1
-    eta_grow: float | None = None
-    sparsity_warmup: int = 300
-    ema_beta: float = 0.95
-    lambda_min: float = 1e-6
-    lambda_max: float = 10.0
-    v_clip: float | None = None
-    eps_abs: float = 0.0
-    mask_only: str | None = None      # None (joint), "ce" or "kl" (Appendix E: Δ frozen)
-    early_stop: bool = False
-    stop_window: int = 50             # logged steps per early-stopping window
-    stop_patience: int = 3
-    stall_tol: float = 0.01
-    overprune: float = 0.35
-    init_mean: float = 1.5
-    init_std: float = 0.5
-    keep_sft_norms: bool = False
-    schedule: str = "constant_with_warmup"
+    gate_lr: float = setting(0.1, 'SGD learning rate of the gate logits θ')
+    gate_momentum: float = setting(0.0, 'SGD momentum of the gate logits')
+    rho: float = setting(0.3, 'loss budget: ε = baseline × (1 + rho) + eps_abs')
+    lambda0: float = setting(1.0, 'initial multiplier λ')
+    eta: float = setting(0.1, 'multiplier step size (shrinking; growing too unless eta_grow)')
+    eta_grow: float | None = setting(None, 'multiplier step size while the loss is under budget; None: eta')
+    sparsity_warmup: int = setting(300, 'steps before the budget is fixed (the penalty ramps up over them)')
+    ema_beta: float = setting(0.95, 'EMA factor of the task loss the controller watches')
+    lambda_min: float = setting(1e-6, 'lower bound of λ')
+    lambda_max: float = setting(10.0, 'upper bound of λ')
+    v_clip: float | None = setting(None, 'clip the relative budget violation to ±v_clip per step; None: no clip')
+    eps_abs: float = setting(0.0, 'absolute slack added to the budget')
+    mask_only: str | None = setting(None, 'Appendix E ablation: deltas frozen, train the gates on ce (cross-entropy) or kl (KL to the SFT model); None: joint', choices=('ce', 'kl'))
+    early_stop: bool = setting(False, 'stop when the open gates stall or the loss over-runs the budget')
+    stop_window: int = setting(50, 'logged steps per early-stopping window')
+    stop_patience: int = setting(3, 'stalled windows before an early stop')
+    stall_tol: float = setting(0.01, 'relative drop of open gates per window below which a window stalls')
+    overprune: float = setting(0.35, 'stop when the median loss exceeds (1 + overprune) × baseline')
+    init_mean: float = setting(1.5, 'mean of the initial gate logits')
+    init_std: float = setting(0.5, 'standard deviation of the initial gate logits')
+    keep_sft_norms: bool = setting(False, "keep the SFT model's norms instead of the base model's")
+    schedule: str = setting("constant_with_warmup", 'learning-rate schedule of the deltas (a `transformers.get_scheduler` name)')
 
     def check(self):
         "The optimisation checks of `TrainConfig`, plus the controller's and the gates'."
@@ -123,144 +125,124 @@ class EarlyStop:
     def state_dict(self): return dict(vars(self))
     def load_state_dict(self, d): vars(self).update(d); return self
 
-# %% ../nbs/06_lcdd.ipynb #8d1c38ba
+# %% ../nbs/06_lcdd.ipynb #7880cf0d
+def carrier_tensors(carrier: Carrier) -> dict[str, torch.Tensor]:
+    "The tensors LCDD trains, by checkpoint key: `gate.layers.{i}.{group}` logits and `delta.layers.{i}.{projection}` deltas."
+    lay = carrier.layout
+    out = {f"gate.{k}": p for k, p in carrier.logits.items()}
+    out.update({f"delta.layers.{i}.{n}": lay.projection(i, n).delta for i in range(lay.n_layers) for n in lay.modules})
+    return out
+
 def _kl_to_reference(logits, ref_logits, labels) -> torch.Tensor:
     "Summed KL(p_ref || p_model) over the positions that predict a label (shifted as in causal LM loss); divide by the global count."
     mask = labels[:, 1:] != -100
     lp, lq = F.log_softmax(ref_logits[:, :-1][mask].float(), -1), F.log_softmax(logits[:, :-1][mask].float(), -1)
     return (lp.exp() * (lp - lq)).sum()
 
-def _state_tensors(carrier: Carrier) -> dict[str, torch.Tensor]:
-    out = {f"gate.{k}": p for k, p in carrier.logits.items()}
-    lay = carrier.layout
-    out.update({f"delta.layers.{i}.{n}": lay.projection(i, n).delta for i in range(lay.n_layers) for n in lay.modules})
-    return out
+# %% ../nbs/06_lcdd.ipynb #9d81f908
+class LCDDStage(Stage):
+    "Phase 2: the gates θ (SGD) and deltas Δ (AdamW) of a carrier train on the task loss plus λ w Σσ(θ); the controller sets λ."
+    name, keep_state = "lcdd", True
+    def __init__(self, sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer, task: TaskData, cfg: LCDDConfig, fmt: ChatFormat | None = None):
+        if isinstance(sft_model, Carrier) and cfg.mask_only == "kl":
+            raise ValueError("mask_only='kl' needs the plain SFT model as its reference; pass the model, not a Carrier")
+        self.sft, self.base, self.tokenizer, self.task, self.cfg = sft_model, base_model, tokenizer, task, cfg
+        self.examples = task.encode(fmt or chat_format(tokenizer), cfg.loss_on, cfg.max_len)
+        self.inputs = stage_inputs(tokenizer, self.examples, sft=sft_model.model if isinstance(sft_model, Carrier) else sft_model, base=base_model)
+        self.max_grad_norm = None if cfg.mask_only else cfg.max_grad_norm
+        self.ctrl, self.stop_reason = cfg.controller(), None
+        self.stopper = EarlyStop(cfg.stop_window, cfg.stop_patience, cfg.stall_tol, cfg.overprune)
 
-# %% ../nbs/06_lcdd.ipynb #aceb58f6
+    def start(self, backend):
+        c = self.cfg
+        self.data = ExampleBatches(self.examples, c, pad_id(self.tokenizer), self.name, backend.rank, backend.world)
+        if isinstance(self.sft, Carrier): self.carrier, self.reference = self.sft, None
+        else:
+            self.reference = copy.deepcopy(self.sft).to(backend.device).eval() if c.mask_only == "kl" else None
+            self.carrier = Carrier.attach(self.sft, self.base, keep_sft_norms=c.keep_sft_norms, seed=c.seed, init_mean=c.init_mean, init_std=c.init_std)
+        self.model = self.carrier.model
+        return self.data.total
+
+    def restore(self, tensors, meta):
+        with torch.no_grad():
+            for k, p in carrier_tensors(self.carrier).items(): p.copy_(tensors[k])
+
+    def bind(self, work, backend):
+        c, lay = self.carrier, None if work is self.carrier.model else backend.layout(work)
+        self.work = c if lay is None else Carrier(work, lay, [l.carrier_gates for l in lay.layers], c.outside_base, c.keep_sft_norms, [])
+        work.train()
+        self.clipped, gates = self.work.delta_parameters(), self.work.gate_parameters()
+        for d in self.clipped: d.requires_grad_(not self.cfg.mask_only)
+        self.opt_d = adamw(self.clipped, self.cfg.lr, self.cfg.weight_decay)
+        self.opt_g = torch.optim.SGD(gates, lr=self.cfg.gate_lr, momentum=self.cfg.gate_momentum)
+        self.sched = lr_schedule(self.cfg, self.opt_d, self.data.total)
+        return {"adamw": self.opt_d, "sgd": self.opt_g}
+
+    def load_state(self, meta):
+        self.sched.load_state_dict(meta["scheduler"]); self.ctrl.load_state_dict(meta["controller"]); self.stopper.load_state_dict(meta["early_stop"])
+
+    def batches(self, step, device): return self.data(step, device)
+
+# %% ../nbs/06_lcdd.ipynb #a54a2cdd
+@patch
+def loss(self: LCDDStage, module, batch) -> torch.Tensor:
+    "ℓ_t on one micro-batch: the task loss (or, mask-only `kl`, KL(p_SFT ‖ p_carrier)) over the batch's labelled tokens."
+    b, n = batch
+    logits = module(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    if self.cfg.mask_only == "kl":
+        with torch.no_grad(): ref = self.reference(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        return _kl_to_reference(logits, ref, b["labels"]) / (n * self.cfg.grad_accum)
+    return token_loss_sum(logits, b["labels"]) / (n * self.cfg.grad_accum)
+
+# %% ../nbs/06_lcdd.ipynb #737893ab
+@patch
+def penalty(self: LCDDStage) -> torch.Tensor:
+    "λ_t · w_t · Σσ(θ)."
+    self.w, self.pen = self.ctrl.weight(), self.work.penalty()
+    return self.ctrl.lam * self.w * self.pen
+
+# %% ../nbs/06_lcdd.ipynb #91542769
+@patch
+def after_step(self: LCDDStage, step: int, loss: float, grad_norm) -> tuple[dict, str | None]:
+    "Advance the schedule, update λ from ℓ_t, check early stopping; the step's metrics and a reason to stop (or None)."
+    self.sched.step()
+    ctrl = self.ctrl; ctrl.update(loss)
+    active = self.work.n_active()
+    if self.cfg.early_stop: self.stop_reason = self.stopper(loss, active, ctrl.baseline)
+    return {"loss": loss, "ema": ctrl.ema_hat, "lambda": ctrl.lam, "epsilon": ctrl.epsilon, "w": self.w, "penalty": self.pen.item(),
+            "sparsity": 1 - active / self.carrier.layout.n_gates, "active": active}, self.stop_reason
+
+# %% ../nbs/06_lcdd.ipynb #464805cc
+@patch
+def state(self: LCDDStage) -> tuple[dict, dict]:
+    return carrier_tensors(self.work), {"scheduler": self.sched.state_dict(), "controller": self.ctrl.state_dict(), "early_stop": self.stopper.state_dict()}
+
+@patch
+def finish(self: LCDDStage, trained: nn.Module, out_dir) -> Carrier:
+    self.carrier.model = trained.eval()
+    if out_dir is not None:
+        self.carrier.save(out_dir, deltas=False)
+        self.carrier.save_merged(out_dir, self.tokenizer)
+    return self.carrier
+
+@patch
+def completion(self: LCDDStage) -> tuple[dict, str]:
+    c, ctrl = self.carrier, self.ctrl
+    return ({"stop_reason": self.stop_reason, "sparsity": c.sparsity(), "lambda": ctrl.lam, "epsilon": ctrl.epsilon, "baseline": ctrl.baseline,
+             "task": self.task.task, "source": self.task.source, "carrier": tensor_fingerprint(dict(c.logits), "gate logits")},
+            tensor_fingerprint(c.merged_state_dict(), "merged carrier"))
+
+# %% ../nbs/06_lcdd.ipynb #ae02930b
 def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer, task: TaskData, out_dir, cfg: LCDDConfig = LCDDConfig(),
                fmt: ChatFormat | None = None, callbacks=()) -> Carrier:
     "LCDD on `task`: attach a carrier to `sft_model` (in place; or pass a freshly attached `Carrier`), train gates and deltas, write `out_dir` (the run-directory layout of [09_pipeline](09_pipeline.ipynb))."
-    out_dir = Path(out_dir)
-    fmt = fmt or chat_format(tokenizer)
-    examples = task.encode(fmt, cfg.loss_on, cfg.max_len)
-    inputs = stage_inputs(tokenizer, examples, sft=sft_model.model if isinstance(sft_model, Carrier) else sft_model, base=base_model)
-    if reuse_complete(out_dir, inputs, "lcdd"):
+    stage = LCDDStage(sft_model, base_model, tokenizer, task, cfg, fmt)
+    if reuse_complete(out_dir, stage.inputs, "lcdd"):
         print(f"lcdd: {out_dir} is complete; loading it")
         return Carrier.load_run(out_dir, sft_model, base_model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    acc = _accelerator(cfg)
-    if isinstance(sft_model, Carrier):
-        if cfg.mask_only == "kl": raise ValueError("mask_only='kl' needs the plain SFT model as its reference; pass the model, not a Carrier")
-        carrier, reference = sft_model, None
-    else:
-        reference = copy.deepcopy(sft_model).to(acc.device).eval() if cfg.mask_only == "kl" else None
-        carrier = Carrier.attach(sft_model, base_model, keep_sft_norms=cfg.keep_sft_norms, seed=cfg.seed,
-                                 init_mean=cfg.init_mean, init_std=cfg.init_std)
-    loop = TrainLoop(out_dir, cfg, examples, pad, "lcdd" + (f" (mask-only {cfg.mask_only})" if cfg.mask_only else ""), callbacks,
-                     acc.process_index, acc.num_processes)             # creates out_dir: after the model checks
-    if loop.is_main: check_inputs(out_dir, inputs, "lcdd")          # a resume continues only from the same SFT and base weights and data
-    ctrl = cfg.controller()
-    stopper = EarlyStop(cfg.stop_window, cfg.stop_patience, cfg.stall_tol, cfg.overprune)
-    torch.manual_seed(cfg.seed)                                     # randomness follows the seed; a resume restores the saved state
-    start, tensors, meta = loop.resume()
-    if tensors is not None:
-        with torch.no_grad():
-            for k, p in _state_tensors(carrier).items(): p.copy_(tensors[k])
-    # FSDP trains a sharded working copy (`work`) and writes gates and deltas back into `carrier` at the end
-    fsdp = fsdp_settings(acc)
-    twin = ShardedTwin(carrier.model, acc.device, fsdp) if fsdp else None
-    zero = deepspeed_settings(acc)
-    if zero and cfg.mask_only: raise ValueError("the mask-only ablation trains no deltas, so DeepSpeed has nothing to manage; run it with one process, DDP or FSDP")
-    launch = {"processes": acc.num_processes, "sharding": "fsdp" if twin else f"zero{zero.zero_stage}" if zero else "none"}
-    if twin and loop.is_main: print("lcdd: FSDP2 over {} processes: process 0 holds {:,} of the carrier's {:,} parameter elements (gate logits whole)".format(acc.num_processes, *twin.held()))
-    if twin:
-        work = Carrier(twin.model, twin.layout, [l.carrier_gates for l in twin.layout.layers], carrier.outside_base, carrier.keep_sft_norms, [])
-        model = twin.model
-    else: work, model = carrier, carrier.model.to(acc.device)
-    model.train()
-    deltas, gates = work.delta_parameters(), work.gate_parameters()
-    if cfg.mask_only:
-        for d in deltas: d.requires_grad_(False)
-    opt_d = adamw(deltas, cfg.lr, cfg.weight_decay)
-    opt_g = torch.optim.SGD(gates, lr=cfg.gate_lr, momentum=cfg.gate_momentum)
-    from transformers import get_scheduler
-    sched = get_scheduler(cfg.schedule, opt_d, num_warmup_steps=cfg.warmup_steps, num_training_steps=loop.total)
-    if tensors is not None:
-        if not zero: load_optimizer_state(opt_d, tensors, meta["opt_delta"], "adamw")
-        load_optimizer_state(opt_g, tensors, meta["opt_gate"], "sgd")
-        sched.load_state_dict(meta["scheduler"]); ctrl.load_state_dict(meta["controller"]); stopper.load_state_dict(meta["early_stop"])
-    raw, engine = (opt_d, opt_g), None
-    if zero:                                       # DeepSpeed owns the deltas' AdamW step and their clipping; the gates stay outside
-        engine = model = ZeroEngine(model, opt_d, zero, cfg.grad_accum, cfg.max_grad_norm if not cfg.mask_only else None)
-        if tensors is not None: engine.load_optimizer_state(tensors, meta["opt_delta"], "adamw")
-        if loop.is_main: print(f"lcdd: DeepSpeed ZeRO-{zero.zero_stage} over {acc.num_processes} processes (the deltas' AdamW states and gradients partitioned; gate logits outside)")
-    elif not twin: model, opt_d, opt_g = acc.prepare(model, opt_d, opt_g)
-    stop_reason, step = None, start
-    for step in loop.progress(start):
-        t0, w, lam, total = time.perf_counter(), ctrl.weight(), ctrl.lam, torch.zeros((), device=acc.device)
-        mbs = loop.batches(step, acc.device)
-        for j, (b, n) in enumerate(mbs):
-            last = j == len(mbs) - 1
-            with _sync_unless(acc, model, last, twin):
-                with acc.autocast():
-                    logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-                    if cfg.mask_only == "kl":
-                        with torch.no_grad(): ref = reference(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-                        loss = _kl_to_reference(logits, ref, b["labels"]) / (n * cfg.grad_accum)
-                    else: loss = token_loss_sum(logits, b["labels"]) / (n * cfg.grad_accum)
-                objective = loss * acc.num_processes                 # DDP/FSDP average gradients; the shares' losses add up
-                if last: pen = work.penalty(); objective = objective + lam * w * pen
-                (engine.backward if engine else acc.backward)(objective)
-            total += loss.detach()
-        if twin or engine: average_grads(twin.replicated if twin else engine.local)   # the whole gate logits: averaged like DDP would
-        task_loss = acc.reduce(total, "sum").item()                  # global task loss: the controller is the same on every process
-        _check_loss(task_loss, step + 1, "lcdd", loop)
-        if cfg.max_grad_norm and not cfg.mask_only and not engine:        # DeepSpeed has clipped the deltas and stepped their AdamW
-            clip_grad_norm(deltas, cfg.max_grad_norm) if twin else acc.clip_grad_norm_(deltas, cfg.max_grad_norm)
-        if not engine: opt_d.step(); opt_d.zero_grad(set_to_none=True)
-        opt_g.step(); sched.step(); opt_g.zero_grad(set_to_none=True)
-        ctrl.update(task_loss)
-        active = work.n_active()
-        if cfg.early_stop: stop_reason = stopper(task_loss, active, ctrl.baseline)
-        if (step + 1) % cfg.log_every == 0 or step + 1 == loop.total or stop_reason:
-            loop.log(step + 1, {"loss": task_loss, "ema": ctrl.ema_hat, "lambda": ctrl.lam, "epsilon": ctrl.epsilon, "w": w,
-                                "penalty": pen.item(), "sparsity": 1 - active / carrier.layout.n_gates, "active": active,
-                                "sec": time.perf_counter() - t0})
-        if loop.should_save(step + 1) and not stop_reason:
-            _save_lcdd_state(loop, step + 1, work, raw, sched, ctrl, stopper, engine)
-            acc.wait_for_everyone()
-        if stop_reason:
-            if loop.is_main: print(f"lcdd: early stop at step {step + 1}: {stop_reason}")
-            break
-    final_step = step + 1 if loop.total > start else start
-    _save_lcdd_state(loop, final_step, work, raw, sched, ctrl, stopper, engine)
-    if twin: twin.copy_back()
-    elif not engine: carrier.model = acc.unwrap_model(model)
-    carrier.model.eval()
-    if loop.is_main:                                                  # one writer; complete.json last
-        carrier.save(out_dir, deltas=False)
-        carrier.save_merged(out_dir, tokenizer)
-        mark_complete(out_dir, {"stage": "lcdd", "steps": final_step, "stop_reason": stop_reason, "sparsity": carrier.sparsity(),
-                                "lambda": ctrl.lam, "epsilon": ctrl.epsilon, "baseline": ctrl.baseline, "launch": launch,
-                                "config": asdict(cfg), "task": task.task, "source": task.source,
-                                "carrier": tensor_fingerprint(dict(carrier.logits), "gate logits")},
-                      inputs, tensor_fingerprint(carrier.merged_state_dict(), "merged carrier"))
-    acc.wait_for_everyone()
-    return carrier
-
-def _save_lcdd_state(loop, step, carrier, opts, sched, ctrl, stopper, engine=None):
-    "Gather the state (whole tensors; every process takes part) and write it from the main process."
-    state = {k: full_tensor(t) for k, t in _state_tensors(carrier).items()}
-    od, md = engine.optimizer_state("adamw") if engine else optimizer_state(opts[0], "adamw")
-    og, mg = optimizer_state(opts[1], "sgd")
-    if loop.is_main:
-        save_train_state(loop.state_dir, step, {**state, **od, **og},
-                         {"opt_delta": md, "opt_gate": mg, "scheduler": sched.state_dict(), "controller": ctrl.state_dict(),
-                          "early_stop": stopper.state_dict()})
+    return fit(stage, cfg, out_dir, callbacks)
 
 # %% ../nbs/06_lcdd.ipynb #a1013779
-from fastcore.basics import patch
-
 @patch(cls_method=True)
 def load_run(cls: Carrier, lcdd_dir, sft_model: nn.Module, base_model: nn.Module) -> Carrier:
     "The trained carrier of a completed LCDD directory (gates from `carrier.safetensors`, deltas from `train_state/`)."
@@ -275,15 +257,11 @@ def load_run(cls: Carrier, lcdd_dir, sft_model: nn.Module, base_model: nn.Module
                          f"Delete {lcdd_dir} and rerun `sftr lcdd` on its run directory to rebuild it (the SFT stage is kept)") from e
     carrier = cls.load(lcdd_dir, sft_model, base_model)
     with torch.no_grad():
-        for k, p in _state_tensors(carrier).items():
+        for k, p in carrier_tensors(carrier).items():
             if k.startswith("delta."): p.copy_(t[k])
     return carrier
 
 # %% ../nbs/06_lcdd.ipynb #6a082bb4
-def read_metrics(path) -> list[dict]:
-    "Rows of a `metrics.jsonl`."
-    return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
-
 def plot_lcdd_dynamics(metrics, title: str = "LCDD dynamics", axs=None):
     "Task loss and its EMA against the budget ε; λ (log scale); sparsity — against steps."
     import matplotlib.pyplot as plt

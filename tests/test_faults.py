@@ -134,7 +134,7 @@ def one_thread():
 
 
 def test_crash_before_complete_json_is_detected_and_rerun(reference, tmp_path, monkeypatch, one_thread):
-    from sft_reverse_nb import lcdd as lcdd_mod, sft as sft_mod
+    from sft_reverse_nb import train as train_mod
     from sft_reverse_nb.carrier import Carrier
     from sft_reverse_nb.pipeline import lcdd_stage, run_config, sft_stage
     from sft_reverse_nb.sft import is_complete, StageLock
@@ -144,7 +144,7 @@ def test_crash_before_complete_json_is_detected_and_rerun(reference, tmp_path, m
     cfg = run_config(run, "tiny", None, overrides_from_args(build_parser().parse_args(["sft", str(run), *SFT]), "sft"))
     # SFT dies after writing model.safetensors, before complete.json
     with monkeypatch.context() as m:
-        m.setattr(sft_mod, "mark_complete", _die)
+        m.setattr(train_mod, "mark_complete", _die)      # the loop writes complete.json last
         with pytest.raises(SystemExit): sft_stage(run, cfg)
     StageLock(run / "sft").release()                        # what the dead process's exit does (this one lives on)
     assert (run / "sft" / "model.safetensors").exists() and not is_complete(run / "sft")
@@ -157,7 +157,7 @@ def test_crash_before_complete_json_is_detected_and_rerun(reference, tmp_path, m
     # LCDD dies after the merged model and the carrier, before complete.json
     cfg = run_config(run, None, None, overrides_from_args(build_parser().parse_args(["lcdd", str(run), *LCDD]), "lcdd"))
     with monkeypatch.context() as m:
-        m.setattr(lcdd_mod, "mark_complete", _die)
+        m.setattr(train_mod, "mark_complete", _die)
         with pytest.raises(SystemExit): lcdd_stage(run, cfg)
     StageLock(run / "lcdd").release()
     assert (run / "lcdd" / "carrier.safetensors").exists() and not is_complete(run / "lcdd")
