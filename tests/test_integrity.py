@@ -65,6 +65,14 @@ def run(done, tmp_path):
     return r
 
 
+def other_sft(run: Path, out: Path) -> Path:
+    "An SFT checkpoint of the same shapes as the run's, with other weights (what `--sft OTHER` points at)."
+    from sft_reverse_nb.arch import load_model
+    from sft_reverse_nb.carrier import perturbed_copy
+    perturbed_copy(load_model(str(run / "sft")), scale=0.02, seed=5).save_pretrained(out)
+    return out
+
+
 # ---------------------------------------------------------------- 1. provenance instead of stale caches
 
 def test_1_stale_trigger_is_regenerated_not_reused(run, capsys):
@@ -101,9 +109,7 @@ def test_1_retrained_lcdd_is_regenerated_and_old_trigger_refused(run, capsys):
 
 def test_1_lcdd_from_another_sft_breaks_the_chain(run, tmp_path, capsys):
     "sftr lcdd R --sft OTHER (after deleting R/lcdd), then sftr eval R: refused, the chain SFT -> LCDD is broken."
-    from sft_reverse_nb.arch import load_model
-    from sft_reverse_nb.carrier import perturbed_copy
-    perturbed_copy(load_model(str(run / "sft")), scale=0.02, seed=5).save_pretrained(tmp_path / "other")
+    other_sft(run, tmp_path / "other")
     shutil.rmtree(run / "lcdd"); shutil.rmtree(run / "trigger")
     assert sftr(capsys, "lcdd", run, "--sft", tmp_path / "other", "--steps", "3")[0] == 0
     before = checksums(run)
@@ -115,9 +121,7 @@ def test_1_lcdd_from_another_sft_breaks_the_chain(run, tmp_path, capsys):
 
 def test_1_lcdd_resumed_with_another_sft_is_refused(run, tmp_path, capsys):
     "An unfinished LCDD resumed with `sftr lcdd R --sft OTHER` would build a hybrid carrier: refused, nothing changed."
-    from sft_reverse_nb.arch import load_model
-    from sft_reverse_nb.carrier import perturbed_copy
-    perturbed_copy(load_model(str(run / "sft")), scale=0.02, seed=5).save_pretrained(tmp_path / "other")
+    other_sft(run, tmp_path / "other")
     (run / "lcdd" / "complete.json").unlink()                          # as if LCDD had been killed after its last checkpoint
     before = checksums(run)
     code, err = sftr(capsys, "lcdd", run, "--sft", tmp_path / "other")
@@ -128,9 +132,7 @@ def test_1_lcdd_resumed_with_another_sft_is_refused(run, tmp_path, capsys):
 
 def test_1_finished_lcdd_reused_only_for_its_own_sft(run, tmp_path, capsys):
     "sftr lcdd R --sft OTHER on a finished LCDD stage: refused instead of returning the carrier of the other SFT model."
-    from sft_reverse_nb.arch import load_model
-    from sft_reverse_nb.carrier import perturbed_copy
-    perturbed_copy(load_model(str(run / "sft")), scale=0.02, seed=5).save_pretrained(tmp_path / "other")
+    other_sft(run, tmp_path / "other")
     before = checksums(run)
     code, err = sftr(capsys, "lcdd", run, "--sft", tmp_path / "other")
     assert code == 2
