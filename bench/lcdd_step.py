@@ -61,7 +61,7 @@ def timing(blocks: int, block: int, mp: str, seq: int, kernels: str, skip: int =
     import copy
     from sft_reverse_nb.arch import load_model, load_tokenizer
     from sft_reverse_nb.carrier import perturbed_copy
-    from sft_reverse_nb.sft import TrainConfig, train_sft
+    from sft_reverse_nb.train import TrainConfig; from sft_reverse_nb.sft import train_sft
     from sft_reverse_nb.lcdd import LCDDConfig, train_lcdd
     (task, max_len, loss_on), tok = bench_task(seq), load_tokenizer("smollm2")
     base = load_model("smollm2"); sft = perturbed_copy(base, scale=0.02)
@@ -90,7 +90,7 @@ def worker(stage: str, steps: int, mp: str, seq: int):
     os.environ["SFTR_NO_PROGRESS"] = "1"
     from sft_reverse_nb.arch import load_model, load_tokenizer
     from sft_reverse_nb.carrier import perturbed_copy
-    from sft_reverse_nb.sft import TrainConfig, train_sft
+    from sft_reverse_nb.train import TrainConfig; from sft_reverse_nb.sft import train_sft
     from sft_reverse_nb.lcdd import LCDDConfig, train_lcdd
     (task, max_len, loss_on), tok = bench_task(seq), load_tokenizer("smollm2")
     from sft_reverse_nb.carrier import Carrier

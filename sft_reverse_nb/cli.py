@@ -16,6 +16,7 @@ from .train import TrainConfig, add_config_flags, release_held_locks
 from .data import TASKS, get_task
 from .lcdd import LCDDConfig
 from .eraser import EraserConfig
+from .evaluation import EvalConfig
 
 # %% auto #0
 __all__ = ['environment_info', 'model_info', 'format_layout', 'format_info', 'overrides_from_args', 'config_rollback',
@@ -181,10 +182,8 @@ def _eval(args) -> int:
     if not (Path(args.run)/"config.json").exists():
         raise FileNotFoundError(f"{args.run} is not a run directory (no config.json); create one with `sftr run` or `sftr sft`")
     cfg = run_config(args.run)
-    o = {k: v for k, v in {"n_prompts": args.n, "conditions": args.conditions, "max_new_tokens": args.max_new_tokens,
-                           "batch_size": args.batch_size, "mixed_precision": args.mixed_precision}.items() if v is not None}
-    if args.no_kl: o["kl"] = False
-    if args.utility is not None: o["utility"] = None if args.utility == "none" else args.utility
+    o = {k: getattr(args, k) for k in _EVAL_KEYS if k != "judge" and getattr(args, k) is not None}
+    if o.get("utility") == "none": o["utility"] = None
     res = eval_stage(args.run, cfg, prompts_file=args.prompts, overrides=o, judge=args.judge, judge_label=args.judge_label,
                      judge_template=args.judge_template, trust_remote_code=args.trust_remote_code)
     out = Path(args.run)/("eval" if not args.prompts else f"eval-{Path(args.prompts).stem}")
@@ -196,21 +195,20 @@ def _eval(args) -> int:
         for k, r in ab["rows"].items(): print(f"  {k:<22} {100 * r['rate']:5.1f} %")
     return 0
 
+_EVAL_KEYS = ("n_prompts", "conditions", "judge", "max_new_tokens", "batch_size", "kl_batch_size", "mixed_precision", "kl", "utility")
+
 def _add_eval_options(e: argparse.ArgumentParser):
     e.add_argument("run", metavar="RUN", help="run directory")
     e.add_argument("--prompts", metavar="FILE", help="evaluate on these prompts (JSON/JSONL/CSV with an instruction/prompt/Behavior column, or TXT)")
-    e.add_argument("--n", type=int, help="first N prompts only")
-    e.add_argument("--conditions", nargs="+", metavar="COND", help="base, sft, lcdd, trig, or MODEL+TRIGGER_DIR (e.g. sft+trigger)")
-    e.add_argument("--judge", help="keyword (default), hf:MODEL_ID, or py:MODULE:FUNCTION (an LLM judge callable)")
-    e.add_argument("--judge-label", help="positive label of a hf: sequence classifier")
-    e.add_argument("--judge-template", metavar="FILE", help="prompt template of a generative classifier or LLM judge ({prompt}, {response})")
-    e.add_argument("--max-new-tokens", type=int); e.add_argument("--batch-size", type=int)
-    e.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"])
-    e.add_argument("--no-kl", action="store_true", help="skip the KL benchmark")
-    e.add_argument("--utility", metavar="builtin|FILE|none", help="multiple-choice utility set (default: builtin)")
-    e.add_argument("--ablations", action="store_true", help="also run the Section 4.3 structure ablation (2x2)")
-    e.add_argument("--mask-only", nargs="+", choices=["ce", "kl"], help="also train and evaluate Appendix E mask-only carriers")
+    g = e.add_argument_group("evaluation")
+    add_config_flags(g, EvalConfig, _EVAL_KEYS)
+    g.add_argument("--judge-label", help="positive label of a hf: sequence classifier")
+    g.add_argument("--judge-template", metavar="FILE", help="prompt template of a generative classifier or LLM judge ({prompt}, {response})")
+    a = e.add_argument_group("ablations (Section 4.3, Appendix E; written to RUN/eval/ablations.*)")
+    a.add_argument("--ablations", action="store_true", help="also run the Section 4.3 structure ablation (2x2)")
+    a.add_argument("--mask-only", nargs="+", choices=["ce", "kl"], help="also train and evaluate Appendix E mask-only carriers")
     e.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default; never read from a config file)")
+
 
 # %% ../nbs/11_cli.ipynb #f49187e1
 def _run(args) -> int:

@@ -171,59 +171,75 @@ class Trigger:
             raise ValueError(f"this trigger was trained on {self.meta.get('model')!r} (d_model {self.d_model}) but the model has d_model {d}; "
                              "use the trigger with the model it was trained for, or train a new one with `sftr erase`")
 
-    def save(self, path) -> Path:
-        "Write `trigger.safetensors` and `trigger.json` into directory `path` (atomically)."
-        path = Path(path); path.mkdir(parents=True, exist_ok=True)
-        save_tensors({"trigger": self.embeds.detach().float().cpu()}, path/"trigger.safetensors", {"format": TRIGGER_FORMAT})
-        save_json({"format": TRIGGER_FORMAT, "n_tokens": self.n_tokens, "d_model": self.d_model, **self.meta}, path/"trigger.json")
-        return path
 
-    @classmethod
-    def load(cls, path, model=None, tokenizer=None, transfer: bool = False) -> Trigger:
-        """Read a saved trigger (a directory with `trigger.safetensors`). With `model`, refuse one it was not trained on (other weights: another run,
-        another carrier), unless `transfer` (a deliberate transfer to another model of the same width); with `tokenizer`, refuse another tokenizer."""
-        path = Path(path)
-        if not (path/"trigger.safetensors").exists(): raise FileNotFoundError(f"no trigger.safetensors in {path}; train one with `sftr erase RUN`")
-        meta = load_json(path/"trigger.json") if (path/"trigger.json").exists() else {}
-        t = cls(load_tensors(path/"trigger.safetensors")["trigger"], {k: v for k, v in meta.items() if k not in ("format", "n_tokens", "d_model")})
-        tensor_fingerprint(t.embeds, f"{path/'trigger.safetensors'}")          # refuses a NaN/inf trigger
-        inputs = t.meta.get("inputs") or {}
-        if model is not None:
-            t.check_model(model)
-            if not transfer and inputs.get("model") and weights_fingerprint(model) != inputs["model"]:
-                raise ProvenanceError(f"the trigger in {path} was trained on other weights ({t.meta.get('model')!r}, fingerprint {inputs['model'][:12]}) "
-                                      f"than the model given (fingerprint {weights_fingerprint(model)[:12]}); use it with the model of its own run, "
-                                      "or train a trigger for this model with `sftr erase`")
-        if tokenizer is not None and inputs.get("tokenizer") and tokenizer_fingerprint(tokenizer) != inputs["tokenizer"]:
-            raise ProvenanceError(f"the trigger in {path} was trained with another tokenizer (vocabulary or chat template differ); "
-                                  "use the tokenizer of its run")
-        return t
+# %% ../nbs/07_eraser.ipynb #887b95cd
+@patch
+def save(self: Trigger, path) -> Path:
+    "Write `trigger.safetensors` and `trigger.json` into directory `path` (atomically)."
+    path = Path(path); path.mkdir(parents=True, exist_ok=True)
+    save_tensors({"trigger": self.embeds.detach().float().cpu()}, path/"trigger.safetensors", {"format": TRIGGER_FORMAT})
+    save_json({"format": TRIGGER_FORMAT, "n_tokens": self.n_tokens, "d_model": self.d_model, **self.meta}, path/"trigger.json")
+    return path
 
-    def export_peft(self, path, model, base_model_name_or_path: str | None = None) -> Path:
-        "Write a PEFT prompt-tuning adapter (`adapter_config.json`, `adapter_model.safetensors`) for `model`."
-        self.check_model(model)
-        cfg = model.config
-        path = Path(path)
-        with atomic_dir(path) as tmp:
-            save_tensors({"prompt_embeddings": self.embeds.detach().float().cpu()}, tmp/"adapter_model.safetensors", {"format": "pt"})
-            save_json({"peft_type": "PROMPT_TUNING", "task_type": "CAUSAL_LM", "num_virtual_tokens": self.n_tokens, "token_dim": self.d_model,
-                       "num_transformer_submodules": 1, "num_attention_heads": cfg.num_attention_heads, "num_layers": cfg.num_hidden_layers,
-                       "prompt_tuning_init": "RANDOM", "prompt_tuning_init_text": None, "tokenizer_name_or_path": None, "tokenizer_kwargs": None,
-                       "base_model_name_or_path": base_model_name_or_path or self.meta.get("model"), "inference_mode": True,
-                       "revision": None, "auto_mapping": None, "modules_to_save": None}, tmp/"adapter_config.json")
-            (tmp/"README.md").write_text(f"# SFT-Eraser trigger\n\nA {self.n_tokens}-token prompt-tuning adapter made by sft_reverse_nb. "
-                                         "Load with `PeftModel.from_pretrained(model, this_dir)`; prepending it switches the carrier's behaviour off.\n")
-        return path
 
-    def generate(self, model, tok, prompts: list[str], **kwargs) -> list:
-        "Greedy, batched generation with this trigger prepended ([04a_generate](04a_generate.ipynb))."
-        self.check_model(model)
-        return generate(model, tok, prompts, prefix=self.embeds, **kwargs)
+# %% ../nbs/07_eraser.ipynb #71464bb8
+@patch(cls_method=True)
+def load(cls: Trigger, path, model=None, tokenizer=None, transfer: bool = False) -> Trigger:
+    """Read a saved trigger (a directory with `trigger.safetensors`). With `model`, refuse one it was not trained on (other weights: another run,
+    another carrier), unless `transfer` (a deliberate transfer to another model of the same width); with `tokenizer`, refuse another tokenizer."""
+    path = Path(path)
+    if not (path/"trigger.safetensors").exists(): raise FileNotFoundError(f"no trigger.safetensors in {path}; train one with `sftr erase RUN`")
+    meta = load_json(path/"trigger.json") if (path/"trigger.json").exists() else {}
+    t = cls(load_tensors(path/"trigger.safetensors")["trigger"], {k: v for k, v in meta.items() if k not in ("format", "n_tokens", "d_model")})
+    tensor_fingerprint(t.embeds, f"{path/'trigger.safetensors'}")          # refuses a NaN/inf trigger
+    inputs = t.meta.get("inputs") or {}
+    if model is not None:
+        t.check_model(model)
+        if not transfer and inputs.get("model") and weights_fingerprint(model) != inputs["model"]:
+            raise ProvenanceError(f"the trigger in {path} was trained on other weights ({t.meta.get('model')!r}, fingerprint {inputs['model'][:12]}) "
+                                  f"than the model given (fingerprint {weights_fingerprint(model)[:12]}); use it with the model of its own run, "
+                                  "or train a trigger for this model with `sftr erase`")
+    if tokenizer is not None and inputs.get("tokenizer") and tokenizer_fingerprint(tokenizer) != inputs["tokenizer"]:
+        raise ProvenanceError(f"the trigger in {path} was trained with another tokenizer (vocabulary or chat template differ); "
+                              "use the tokenizer of its run")
+    return t
 
-    def teacher_force(self, model, tok, prompts: list[str], responses: list, **kwargs):
-        "Teacher forcing with this trigger prepended (yields batches, see `teacher_force`)."
-        self.check_model(model)
-        return teacher_force(model, tok, prompts, responses, prefix=self.embeds, **kwargs)
+
+# %% ../nbs/07_eraser.ipynb #063f38d4
+@patch
+def export_peft(self: Trigger, path, model, base_model_name_or_path: str | None = None) -> Path:
+    "Write a PEFT prompt-tuning adapter (`adapter_config.json`, `adapter_model.safetensors`) for `model`."
+    self.check_model(model)
+    cfg = model.config
+    path = Path(path)
+    with atomic_dir(path) as tmp:
+        save_tensors({"prompt_embeddings": self.embeds.detach().float().cpu()}, tmp/"adapter_model.safetensors", {"format": "pt"})
+        save_json({"peft_type": "PROMPT_TUNING", "task_type": "CAUSAL_LM", "num_virtual_tokens": self.n_tokens, "token_dim": self.d_model,
+                   "num_transformer_submodules": 1, "num_attention_heads": cfg.num_attention_heads, "num_layers": cfg.num_hidden_layers,
+                   "prompt_tuning_init": "RANDOM", "prompt_tuning_init_text": None, "tokenizer_name_or_path": None, "tokenizer_kwargs": None,
+                   "base_model_name_or_path": base_model_name_or_path or self.meta.get("model"), "inference_mode": True,
+                   "revision": None, "auto_mapping": None, "modules_to_save": None}, tmp/"adapter_config.json")
+        (tmp/"README.md").write_text(f"# SFT-Eraser trigger\n\nA {self.n_tokens}-token prompt-tuning adapter made by sft_reverse_nb. "
+                                     "Load with `PeftModel.from_pretrained(model, this_dir)`; prepending it switches the carrier's behaviour off.\n")
+    return path
+
+
+# %% ../nbs/07_eraser.ipynb #84f6e88f
+@patch
+def generate(self: Trigger, model, tok, prompts: list[str], **kwargs) -> list:
+    "Greedy, batched generation with this trigger prepended ([04a_generate](04a_generate.ipynb))."
+    self.check_model(model)
+    return generate(model, tok, prompts, prefix=self.embeds, **kwargs)
+
+
+
+# %% ../nbs/07_eraser.ipynb #573b37c8
+@patch
+def teacher_force(self: Trigger, model, tok, prompts: list[str], responses: list, **kwargs):
+    "Teacher forcing with this trigger prepended (yields batches, see `teacher_force`)."
+    self.check_model(model)
+    return teacher_force(model, tok, prompts, responses, prefix=self.embeds, **kwargs)
+
 
 # %% ../nbs/07_eraser.ipynb #c4739374
 @dataclass

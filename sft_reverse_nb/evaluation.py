@@ -13,7 +13,7 @@ from .artefacts import save_json, load_json, atomic_path
 from .data import (ChatFormat, chat_format, fixed_response_rate, is_fixed_response, load_records, get_task, TASKS, REFUSAL_PHRASES,
                                  is_refusal, refusal_rate, ARCHAIC_WORDS, archaic_words, archaic_rate, archaic_per_100_words)
 from .generate import generate, teacher_force
-from .sft import StrictConfig
+from .train import StrictConfig, setting, options_table
 from .provenance import digest, weights_fingerprint, tensor_fingerprint, tokenizer_fingerprint
 
 # %% auto #0
@@ -272,16 +272,17 @@ def make_judge(spec: str | Judge | None, task: str, label: str | None = None, te
 @dataclass
 class EvalConfig(StrictConfig):
     "Evaluation settings."
-    n_prompts: int | None = None            # None: every held-out prompt
-    max_new_tokens: int | None = None       # None: the task's (`Task.max_new_tokens`)
-    batch_size: int = 16
-    kl_batch_size: int = 8
-    mixed_precision: str = "no"
-    conditions: list = field(default_factory=lambda: ["base", "sft", "lcdd", "trig"])
-    kl: bool = True
-    utility: str | None = "builtin"         # "builtin", a JSON/JSONL file of items, or None
-    judge: str = "keyword"
-    seed: int = 0
+    n_prompts: int | None = setting(None, "first N held-out prompts; None: every one", flag="--n")
+    max_new_tokens: int | None = setting(None, "tokens generated per prompt; None: the task's (`Task.max_new_tokens`)")
+    batch_size: int = setting(16, "prompts generated together")
+    kl_batch_size: int = setting(8, "references scored together by the KL benchmark")
+    mixed_precision: str = setting("no", "autocast precision of generation and scoring", choices=("no", "bf16", "fp16"))
+    conditions: list = setting(["base", "sft", "lcdd", "trig"], "conditions to evaluate: base, sft, lcdd, trig, or MODEL+TRIGGER_DIR (e.g. sft+trigger)",
+                               nargs="+", metavar="COND")
+    kl: bool = setting(True, "run the KL benchmark (the KL triad)")
+    utility: str | None = setting("builtin", "multiple-choice utility set: builtin, a JSON/JSONL file of items, or none", metavar="builtin|FILE|none")
+    judge: str = setting("keyword", "keyword, hf:MODEL_ID, or py:MODULE:FUNCTION (an LLM judge callable; taken from the command line only)")
+    seed: int = setting(0, "seed of anything random in the evaluation")
 
     def check(self):
         "Refuse settings that cannot evaluate, naming the option (`n_prompts=0` is not 'all prompts', `max_new_tokens=0` is not the default)."

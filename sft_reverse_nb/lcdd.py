@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
 from .carrier import Carrier
+from .sft import train_sft
 from .data import TaskData, ChatFormat, chat_format
 from .equivalence import PROJECTIONS
 from .generate import pad_id
@@ -20,7 +21,8 @@ from .train import (TrainConfig, setting, ExampleBatches, Stage, fit, adamw, lr_
                                   is_complete, read_metrics, options_table)
 
 # %% auto #0
-__all__ = ['DualController', 'LCDDConfig', 'EarlyStop', 'carrier_tensors', 'LCDDStage', 'train_lcdd', 'plot_lcdd_dynamics']
+__all__ = ['DualController', 'LCDDConfig', 'EarlyStop', 'carrier_tensors', 'LCDDStage', 'train_lcdd', 'tiny_configs',
+           'tiny_lcdd_run', 'plot_lcdd_dynamics']
 
 # %% ../nbs/06_lcdd.ipynb #480f44b9
 class DualController:
@@ -38,28 +40,31 @@ class DualController:
         "Warm-up factor $w_t$ of the *next* step."
         return 1.0 if self.warmup <= 0 else min(1.0, (self.t + 1) / self.warmup)
 
-    def update(self, loss: float) -> float:
-        "Feed the task loss of the step just taken; returns the multiplier for the next step."
-        loss = float(loss)
-        if not math.isfinite(loss): raise FloatingPointError(f"controller got a non-finite task loss ({loss}) at step {self.t + 1}")
-        self.t += 1
-        self.ema = self.beta * self.ema + (1 - self.beta) * loss
-        self.ema_hat = self.ema / (1 - self.beta ** self.t)
-        if self.epsilon is None:
-            if self.t >= self.warmup:
-                self.baseline = self.ema_hat
-                self.epsilon = self.baseline * (1 + self.rho) + self.eps_abs
-            return self.lam
-        v = (self.ema_hat - self.epsilon) / self.epsilon
-        if self.v_clip is not None: v = max(-self.v_clip, min(self.v_clip, v))
-        eta = self.eta_grow if (v < 0 and self.eta_grow is not None) else self.eta
-        self.lam = min(self.lambda_max, max(self.lambda_min, self.lam * math.exp(-eta * v)))
-        self.violation = v
-        return self.lam
-
     def state_dict(self) -> dict: return dict(vars(self))
     def load_state_dict(self, d: dict): vars(self).update(d); return self
     def __repr__(self): return f"DualController(t={self.t}, λ={self.lam:.4g}, ε={self.epsilon}, ℓ̂={self.ema_hat})"
+
+# %% ../nbs/06_lcdd.ipynb #8495fe19
+@patch
+def update(self: DualController, loss: float) -> float:
+    "Feed the task loss of the step just taken; returns the multiplier for the next step."
+    loss = float(loss)
+    if not math.isfinite(loss): raise FloatingPointError(f"controller got a non-finite task loss ({loss}) at step {self.t + 1}")
+    self.t += 1
+    self.ema = self.beta * self.ema + (1 - self.beta) * loss
+    self.ema_hat = self.ema / (1 - self.beta ** self.t)
+    if self.epsilon is None:
+        if self.t >= self.warmup:
+            self.baseline = self.ema_hat
+            self.epsilon = self.baseline * (1 + self.rho) + self.eps_abs
+        return self.lam
+    v = (self.ema_hat - self.epsilon) / self.epsilon
+    if self.v_clip is not None: v = max(-self.v_clip, min(self.v_clip, v))
+    eta = self.eta_grow if (v < 0 and self.eta_grow is not None) else self.eta
+    self.lam = min(self.lambda_max, max(self.lambda_min, self.lam * math.exp(-eta * v)))
+    self.violation = v
+    return self.lam
+
 
 # %% ../nbs/06_lcdd.ipynb #e62d2c65
 @dataclass
@@ -260,6 +265,23 @@ def load_run(cls: Carrier, lcdd_dir, sft_model: nn.Module, base_model: nn.Module
         for k, p in carrier_tensors(carrier).items():
             if k.startswith("delta."): p.copy_(t[k])
     return carrier
+
+# %% ../nbs/06_lcdd.ipynb #e6461aa7
+def tiny_configs(lcdd_steps: int = 150) -> tuple[TrainConfig, LCDDConfig]:
+    "Test fixture: the SFT and LCDD settings of tiny-model runs (response-only loss, ε floor, asymmetric controller rates; see above)."
+    sft = TrainConfig(steps=60, batch_size=8, lr=1e-2, warmup_steps=5, schedule="constant_with_warmup", loss_on="response")
+    lcdd = LCDDConfig(steps=lcdd_steps, batch_size=8, lr=3e-3, loss_on="response", rho=0.3, lambda0=1.0, eta=0.2, eta_grow=0.005, v_clip=1.0,
+                      sparsity_warmup=20, eps_abs=0.05, save_every=40)
+    return sft, lcdd
+
+
+# %% ../nbs/06_lcdd.ipynb #988df091
+def tiny_lcdd_run(run_dir, base: nn.Module, tokenizer, task: TaskData) -> tuple[nn.Module, Carrier]:
+    "Test fixture: SFT a copy of the tiny `base` on `task`, then LCDD it, with `tiny_configs()`; returns `(sft_model, carrier)` (in `run_dir/sft`, `run_dir/lcdd`)."
+    scfg, lcfg = tiny_configs()
+    sft = train_sft(copy.deepcopy(base), tokenizer, task, Path(run_dir)/"sft", scfg)
+    return sft, train_lcdd(copy.deepcopy(sft), base, tokenizer, task, Path(run_dir)/"lcdd", lcfg)
+
 
 # %% ../nbs/06_lcdd.ipynb #6a082bb4
 def plot_lcdd_dynamics(metrics, title: str = "LCDD dynamics", axs=None):

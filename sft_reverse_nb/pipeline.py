@@ -12,7 +12,8 @@ from .artefacts import save_json, load_json, load_tensors, atomic_path
 from .provenance import ProvenanceError, verify_stage, weights_fingerprint
 from fastcore.basics import patch
 from .data import TaskData, TASKS, get_task, tiny_tokenizer, chat_format, ChatFormat
-from .sft import TrainConfig, train_sft, is_complete, mark_complete
+from .sft import train_sft
+from .train import TrainConfig, is_complete, mark_complete
 from .lcdd import LCDDConfig, train_lcdd
 from .eraser import EraserConfig, Trigger, train_trigger
 from .evaluation import (EvalConfig, Condition, evaluate, write_report, results_table, make_judge, builtin_mc, load_mc,
@@ -413,7 +414,7 @@ def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: d
     room = (ecfg.max_new_tokens or get_task(task.task).max_new_tokens) + max((len(c.trigger) for c in conds.values() if c.trigger is not None), default=0)
     first = next(iter(conds.values())).model
     check_prompt_lengths(tok, fmt, prompts, room, getattr(first.config, "max_position_embeddings", None), str(prompts_file or "held-out prompts"))
-    from sft_reverse_nb.sft import StageLock; StageLock(out).acquire()   # one writer per output directory (after the checks); mark_complete releases it
+    from sft_reverse_nb.train import StageLock; StageLock(out).acquire()   # one writer per output directory (after the checks); mark_complete releases it
     util = None if not ecfg.utility else builtin_mc() if ecfg.utility == "builtin" else load_mc(ecfg.utility)
     res = evaluate(conds, tok, task.task, prompts, fmt, ecfg, make_judge(judge or ecfg.judge, task.task, judge_label, judge_template),
                    out/"generations", util, kl_prompts=(lambda f: f(task) if f else None)(get_task(task.task).kl_prompts))

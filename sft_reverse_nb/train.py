@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #aad3d50b
 from __future__ import annotations
-import contextlib, json, math, os, shutil, time, warnings
+import contextlib, copy, json, math, os, shutil, time, warnings
 from dataclasses import dataclass, asdict, field, fields, MISSING
 from pathlib import Path
 import torch
@@ -60,26 +60,38 @@ class StrictConfig:
 
 # %% ../nbs/05_train.ipynb #f15be483
 def setting(default, help: str, **cli):
-    "A configuration field with its one description `help` (and argparse options such as `choices`), kept in the field's metadata."
+    "A configuration field with its one description `help` and its command-line options (`choices`, `flag`, `nargs`, `metavar`) in the field's metadata; a list or dict default is copied for each instance."
+    if isinstance(default, (list, dict)): return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help, **cli})
     return field(default=default, metadata={"help": help, **cli})
 
+
+# %% ../nbs/05_train.ipynb #d69a859e
 def _field_kind(f) -> str:
     t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     return t.split("|")[0].strip()
 
 def add_config_flags(parser, cfg_cls, names):
-    "Add a `--name` flag per field of `cfg_cls` in `names`: type, choices and help from the field (booleans are switches)."
+    "Add a flag per field of `cfg_cls` in `names`: name, type, choices, nargs and help from the field (booleans are switches away from their default)."
     fs = {f.name: f for f in fields(cfg_cls)}
     for n in names:
-        f, flag = fs[n], "--" + n.replace("_", "-")
-        kind, help = _field_kind(f), f.metadata.get("help")
-        if kind == "bool": parser.add_argument(flag, action="store_true", default=None, help=help)
-        else: parser.add_argument(flag, type={"int": int, "float": float}.get(kind, str), choices=f.metadata.get("choices"), help=help)
+        f, m = fs[n], fs[n].metadata
+        if _field_kind(f) == "bool":
+            on = f.default is not True
+            flag = m.get("flag", "--" + ("" if on else "no-") + n.replace("_", "-"))
+            parser.add_argument(flag, dest=n, action="store_const", const=on, default=None,
+                                help=m.get("help") if on else f"turn off: {m.get('help')}")
+        else:
+            parser.add_argument(m.get("flag", "--" + n.replace("_", "-")), dest=n, type={"int": int, "float": float}.get(_field_kind(f), str),
+                                choices=m.get("choices"), nargs=m.get("nargs"), metavar=m.get("metavar"), help=m.get("help"))
 
+
+# %% ../nbs/05_train.ipynb #febe87aa
 def options_table(cfg_cls) -> str:
     "The parameter table of a configuration dataclass (markdown): option, default, meaning."
-    rows = [f"| `{f.name}` | `{f.default!r}` | {f.metadata.get('help', '')} |" for f in fields(cfg_cls)]
+    dflt = lambda f: f.default_factory() if f.default is MISSING else f.default
+    rows = [f"| `{f.name}` | `{dflt(f)!r}` | {f.metadata.get('help', '')} |" for f in fields(cfg_cls)]
     return "| option | default | meaning |\n|---|---|---|\n" + "\n".join(rows)
+
 
 # %% ../nbs/05_train.ipynb #84632805
 @dataclass

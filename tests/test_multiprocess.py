@@ -24,7 +24,7 @@ N_TRAIN, SFT_STEPS, LCDD_STEPS, ERASE_STEPS = 17, 6, 12, 8
 
 
 def sft_config():
-    from sft_reverse_nb.sft import TrainConfig
+    from sft_reverse_nb.train import TrainConfig
     return TrainConfig(steps=SFT_STEPS, batch_size=8, grad_accum=2, lr=1e-2, warmup_steps=1, schedule="constant_with_warmup",
                        loss_on="response", save_every=3, device="cpu")
 
@@ -213,7 +213,7 @@ def _check_erase(one: Path, two: Path):
     # the parts too: each must be the whole batch's, not rank 0's share (measured: 1e-6 relative; the 1-prompt steps' loss is ~5x the others')
     for key in ("loss", "mse", "kl", "l2", "best", "grad_norm"):
         torch.testing.assert_close(torch.tensor([r[key] for r in m2]), torch.tensor([r[key] for r in m1]), rtol=1e-5, atol=1e-6)
-    from sft_reverse_nb.sft import micro_batch
+    from sft_reverse_nb.train import micro_batch
     assert len(micro_batch(N_TRAIN, eraser_config().batch_size, 0, 2)) == 1, "no 1-prompt batch: rank 1's empty share would go untested"
     t = _load(two / "trigger" / "trigger.safetensors")["trigger"]
     assert torch.equal(t, r0) and (two / "trigger" / "peft" / "adapter_model.safetensors").exists()
