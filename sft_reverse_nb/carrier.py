@@ -14,6 +14,7 @@ from .equivalence import GATE_MAP, GATE_GROUPS, PROJECTIONS, GateSpec, expand_gq
 from .gates import GateBank, hard_gate
 from .arch import ModelLayout, layout_of
 from .kernels import fused_compose, fused_gate_grads
+from fastcore.basics import patch
 from .artefacts import save_json, load_json, save_tensors, load_tensors, save_hf_checkpoint
 
 # %% auto #0
@@ -230,34 +231,42 @@ def perturbed_copy(model: nn.Module, scale: float = 0.05, seed: int = 1, everyth
                 p.add_(torch.randn(p.shape, generator=gen).to(p.device, p.dtype) * scale * p.float().std().clamp_min(1e-3).item())
     return out
 
-# %% ../nbs/03_carrier.ipynb #c1b9271c
-from fastcore.basics import patch
-
+# %% ../nbs/03_carrier.ipynb #de20f68c
 @patch(as_prop=True)
 def logits(self: Carrier) -> dict[str, nn.Parameter]:
     "Gate-logit parameters keyed `layers.{i}.{group}`."
     return {f"layers.{i}.{grp}": b.logits(grp) for i, b in enumerate(self.banks) for grp in GATE_GROUPS}
 
+
+# %% ../nbs/03_carrier.ipynb #ded7d014
 @patch
 def gate_parameters(self: Carrier) -> list[nn.Parameter]:
     "The gate logits as a list (for the gate optimiser)."
     return list(self.logits.values())
 
+
+# %% ../nbs/03_carrier.ipynb #6004e48a
 @patch
 def projections(self: Carrier) -> list[GatedDeltaLinear]:
     "Every gated projection module, layer by layer in `ModelLayout.modules` order."
     return [self.layout.projection(i, n) for i in range(self.layout.n_layers) for n in self.layout.modules]
 
+
+# %% ../nbs/03_carrier.ipynb #52cbae55
 @patch
 def delta_parameters(self: Carrier) -> list[nn.Parameter]:
     "The trainable $\\Delta$ of every projection, layer by layer."
     return [gm.delta for gm in self.projections()]
 
+
+# %% ../nbs/03_carrier.ipynb #1e1ad478
 @patch
 def penalty(self: Carrier) -> torch.Tensor:
     "$L_{sparse} = \\sum\\sigma(\\theta)$ over every gate."
     return sum(b.penalty() for b in self.banks)
 
+
+# %% ../nbs/03_carrier.ipynb #68c46eff
 @patch
 def fill(self: Carrier, value: float):
     "Set every gate logit to `value` (e.g. +1: all on, -1: all off)."
@@ -265,7 +274,8 @@ def fill(self: Carrier, value: float):
         for p in self.gate_parameters(): p.fill_(value)
     return self
 
-# %% ../nbs/03_carrier.ipynb #0c1a7203
+
+# %% ../nbs/03_carrier.ipynb #7e1683f4
 @patch
 def stats(self: Carrier) -> dict[int, dict[str, dict]]:
     "Per layer and group: active gates, total gates, fraction active."
@@ -275,15 +285,20 @@ def stats(self: Carrier) -> dict[int, dict[str, dict]]:
         out[i] = {g: dict(active=act[g], total=b.sizes[g], frac=act[g] / b.sizes[g]) for g in GATE_GROUPS}
     return out
 
+
+# %% ../nbs/03_carrier.ipynb #b4abdf4a
 @patch
 def n_active(self: Carrier) -> int:
     "Open gates in the whole model."
     return sum(sum(b.active().values()) for b in self.banks)
 
+
+# %% ../nbs/03_carrier.ipynb #461509b4
 @patch
 def sparsity(self: Carrier) -> float:
     "Fraction of all gates (all layers, all groups) that are off."
     return 1 - self.n_active() / self.layout.n_gates
+
 
 # %% ../nbs/03_carrier.ipynb #8ee58d71
 @patch
@@ -295,7 +310,7 @@ def write_channels(self: Carrier) -> dict[int, list[int]]:
         if on.any(): out[i] = on.nonzero().flatten().tolist()
     return out
 
-# %% ../nbs/03_carrier.ipynb #a1cf622f
+# %% ../nbs/03_carrier.ipynb #a1259d77
 CARRIER_FORMAT = "sft_reverse_nb.carrier/1"
 
 @patch
@@ -306,6 +321,8 @@ def summary(self: Carrier) -> dict:
                 stats={str(i): {g: v["active"] for g, v in s.items()} for i, s in self.stats().items()},
                 write_channels={str(i): ch for i, ch in self.write_channels().items()})
 
+
+# %% ../nbs/03_carrier.ipynb #c93c47b0
 @patch
 def save(self: Carrier, path, deltas: bool = True) -> Path:
     "Write `carrier.safetensors`, `carrier.json` and (if `deltas`) `carrier_delta.safetensors` into directory `path`."
@@ -318,7 +335,8 @@ def save(self: Carrier, path, deltas: bool = True) -> Path:
     save_json(self.summary(), path/"carrier.json")
     return path
 
-# %% ../nbs/03_carrier.ipynb #119fd16d
+
+# %% ../nbs/03_carrier.ipynb #034f16a3
 _LAYOUT_KEYS = ("arch", "n_layers", "d_model", "d_ff", "n_heads", "n_kv_heads", "head_dim")
 
 @patch(cls_method=True)
@@ -345,6 +363,7 @@ def load(cls: Carrier, path, model: nn.Module, base_model: nn.Module, **attach_k
                 for n in carrier.layout.modules: carrier.layout.projection(i, n).delta.copy_(deltas[f"layers.{i}.{n}"])
     return carrier
 
+
 # %% ../nbs/03_carrier.ipynb #4a312576
 @patch
 def merge(self: Carrier, inplace: bool = False) -> nn.Module:
@@ -367,7 +386,7 @@ def merge(self: Carrier, inplace: bool = False) -> nn.Module:
     for p in model.parameters(): p.requires_grad_(False)
     return model.eval()
 
-# %% ../nbs/03_carrier.ipynb #3ad34102
+# %% ../nbs/03_carrier.ipynb #5956abee
 @patch
 def merged_state_dict(self: Carrier) -> dict[str, torch.Tensor]:
     "The state dict of the merged model, computed from the carrier without copying the model."
@@ -379,13 +398,16 @@ def merged_state_dict(self: Carrier) -> dict[str, torch.Tensor]:
         if gm.bias is not None: sd[names[gm] + ".bias"] = gm.bias
     return sd
 
+
+# %% ../nbs/03_carrier.ipynb #599277ca
 @patch
 def save_merged(self: Carrier, path, tokenizer=None) -> Path:
     "Write the merged model as a Hugging Face checkpoint (safetensors) without building a merged copy."
     free_scratch()                                                   # free the step buffers first
     return save_hf_checkpoint(self.model, tokenizer, path, state_dict=self.merged_state_dict())
 
-# %% ../nbs/03_carrier.ipynb #780f9c19
+
+# %% ../nbs/03_carrier.ipynb #fb1cc1a4
 @patch
 def export_compact(self: Carrier, path) -> int:
     "Write only the active rows/columns of each $\\Delta$ (with their indices) to a safetensors file; returns its size in bytes."
@@ -399,6 +421,8 @@ def export_compact(self: Carrier, path) -> int:
     save_tensors(tensors, path, {"format": "sft_reverse_nb.compact/1", "arch": self.layout.arch})
     return Path(path).stat().st_size
 
+
+# %% ../nbs/03_carrier.ipynb #a3d76128
 def apply_compact(base_model: nn.Module, path) -> nn.Module:
     "A copy of `base_model` with a compact carrier export added to its projection weights."
     model, t = copy.deepcopy(base_model), load_tensors(path)
@@ -410,6 +434,7 @@ def apply_compact(base_model: nn.Module, path) -> nn.Module:
                 w, rows, cols = lay.projection(i, n).weight, t[f"layers.{i}.{n}.rows"], t[f"layers.{i}.{n}.cols"]
                 w[rows[:, None], cols[None, :]] += t[f"layers.{i}.{n}.delta"].to(w.dtype)
     return model.eval()
+
 
 # %% ../nbs/03_carrier.ipynb #631f25e7
 @patch
