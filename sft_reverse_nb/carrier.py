@@ -21,7 +21,7 @@ from .artefacts import save_json, load_json, save_tensors, load_tensors, save_hf
 __all__ = ['CARRIER_FORMAT', 'free_scratch', 'gate_mask', 'compose_weight', 'GatedLinearFn', 'GatedDeltaLinear',
            'check_compatible', 'Carrier', 'perturbed_copy', 'apply_compact']
 
-# %% ../nbs/03_carrier.ipynb #6f3cd837
+# %% ../nbs/03_carrier.ipynb #e2e5debe
 _SCRATCH: dict = {}
 
 def _scratch(like: torch.Tensor, role: str, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -35,6 +35,8 @@ def free_scratch():
     "Release the shared step buffers (they are re-created by the next training step)."
     _SCRATCH.clear()
 
+
+# %% ../nbs/03_carrier.ipynb #e14dcb8d
 def gate_mask(r, c, like: torch.Tensor, open_sides: tuple[bool, bool] | None = None) -> torch.Tensor | None:
     "$r c^\\top$ in its cheapest form: None when every gate is open, a broadcastable row or column when one side is all open, else the outer product in a shared scratch buffer."
     r_ones, c_ones = open_sides or (bool(r.all()), bool(c.all()))
@@ -43,6 +45,8 @@ def gate_mask(r, c, like: torch.Tensor, open_sides: tuple[bool, bool] | None = N
     if c_ones: return r[:, None]
     return torch.outer(r, c, out=_scratch(like, "mask"))
 
+
+# %% ../nbs/03_carrier.ipynb #b07e69d4
 def _compose(w_base, delta, r, c, open_sides: tuple[bool, bool], out: torch.Tensor) -> torch.Tensor:
     "Compose into `out`: the fused CPU kernel where it applies, else torch operations."
     if fused_compose(w_base, delta, r, c, out, open_sides): return out
@@ -53,6 +57,8 @@ def compose_weight(w_base, delta, r, c, out: torch.Tensor | None = None) -> torc
     "$W_{base} + (r c^\\top)\\odot\\Delta$ in one fused pass (into `out` if given, in `out`'s dtype); all-ones gates are not multiplied."
     return _compose(w_base, delta, r, c, (bool(r.all()), bool(c.all())), torch.empty_like(delta) if out is None else out)
 
+
+# %% ../nbs/03_carrier.ipynb #ea9d40c3
 def _gate_grads(gw, delta, r, c, open_sides, need_r: bool, need_c: bool, need_d: bool):
     "$\\partial L/\\partial r$, $\\partial L/\\partial c$ (None where not needed) and $G_W$ masked in place if `need_d`: the CPU kernel's one pass, else torch operations."
     res = fused_gate_grads(gw, delta, r, c, open_sides, need_r, need_c, need_d)
@@ -94,6 +100,7 @@ class GatedLinearFn(torch.autograd.Function):
                 gr, gc = _gate_grads(gw, delta, r, c, ctx.open_sides, need_r, need_c, need_d)
                 if need_d: gd = gw                                 # dL/dDelta = G_W * r c^T, formed in place
         return gx, None, gd, gr, gc, None
+
 
 # %% ../nbs/03_carrier.ipynb #56094087
 class GatedDeltaLinear(nn.Module):

@@ -24,7 +24,7 @@ __all__ = ['CHANNEL_MODES', 'TRIGGER_FORMAT', 'carrier_channels', 'random_channe
            'EraserTargets', 'tail_mask', 'base_targets', 'trigger_loss', 'init_trigger', 'project_ball', 'Trigger',
            'EraserConfig', 'resolve_channels', 'EraseStage', 'train_trigger']
 
-# %% ../nbs/07_eraser.ipynb #f5ee7955
+# %% ../nbs/07_eraser.ipynb #fa417c56
 CHANNEL_MODES = ("write", "ffn_write", "attn_write", "all")
 
 def _gate_source(carrier) -> tuple[dict[str, torch.Tensor], dict]:
@@ -50,12 +50,15 @@ def carrier_channels(carrier, mode: str = "write") -> dict[int, list[int]]:
         if on.any(): out[i] = on.nonzero().flatten().tolist()
     return out
 
+
+# %% ../nbs/07_eraser.ipynb #b64b2ea3
 def random_channels(channels: dict[int, list[int]], d_model: int, seed: int = 0) -> dict[int, list[int]]:
     "The control: as many channels per layer as `channels`, drawn uniformly at random."
     g = torch.Generator().manual_seed(seed)
     return {i: sorted(torch.randperm(d_model, generator=g)[:len(c)].tolist()) for i, c in channels.items()}
 
-# %% ../nbs/07_eraser.ipynb #bcdeb824
+
+# %% ../nbs/07_eraser.ipynb #02766b3c
 @contextmanager
 def capture_last_token(model, layers):
     "Within the block, `store[ℓ]` holds the residual stream after decoder layer ℓ at the last position, for each ℓ in `layers`."
@@ -68,13 +71,16 @@ def capture_last_token(model, layers):
     finally:
         for h in handles: h.remove()
 
+
+# %% ../nbs/07_eraser.ipynb #70ad2a3b
 def trigger_forward(model, trigger: torch.Tensor | None, enc: dict, layers, k: int):
     "One forward pass over a left-padded prompt batch with `trigger` prepended: last-token states at `layers` and logits at the last `k` positions."
     with capture_last_token(model, layers) as store:
         out = model(**prefixed_inputs(model, enc["input_ids"], enc["attention_mask"], trigger), logits_to_keep=k)
     return dict(store), out.logits
 
-# %% ../nbs/07_eraser.ipynb #3dd48821
+
+# %% ../nbs/07_eraser.ipynb #7bb86b32
 @dataclass
 class EraserTargets:
     "Base-model targets over the prompt pool."
@@ -82,10 +88,14 @@ class EraserTargets:
     logp: torch.Tensor | None            # [N, k, V] base log-probs at the last k prompt positions (None without the KL term)
     tail: torch.Tensor                   # [N, k] which of those positions lie inside the prompt
 
+
+# %% ../nbs/07_eraser.ipynb #419344f9
 def tail_mask(lengths: list[int], k: int) -> torch.Tensor:
     "[N, k]: position j of the last k is a real prompt token."
     return torch.tensor([[j >= k - n for j in range(k)] for n in lengths])
 
+
+# %% ../nbs/07_eraser.ipynb #7cccbdd8
 @torch.no_grad()
 def base_targets(base_model, ids: list[list[int]], pad_id: int, channels: dict[int, list[int]], k: int, batch_size: int = 16,
                  with_kl: bool = True, autocast=None) -> EraserTargets:
@@ -104,6 +114,7 @@ def base_targets(base_model, ids: list[list[int]], pad_id: int, channels: dict[i
     base_model.train(was_training)
     return EraserTargets({l: (sums[l] / len(ids)).float() for l in layers}, torch.cat(logps) if with_kl else None,
                          tail_mask([len(x) for x in ids], k))
+
 
 # %% ../nbs/07_eraser.ipynb #e94ddc80
 def trigger_loss(states: dict[int, torch.Tensor], logits: torch.Tensor, trigger: torch.Tensor, targets: EraserTargets, idx,
@@ -134,7 +145,7 @@ def trigger_loss(states: dict[int, torch.Tensor], logits: torch.Tensor, trigger:
     total = mse + alpha * kl + gamma * l2
     return total, {"loss": total.item(), "mse": mse.item(), "kl": kl.item(), "l2": l2.item()}
 
-# %% ../nbs/07_eraser.ipynb #9e285893
+# %% ../nbs/07_eraser.ipynb #54662466
 def init_trigger(model, n_tokens: int, seed: int = 0) -> torch.Tensor:
     "`n_tokens` embeddings of random vocabulary tokens as the model reads them (float32 copy; times `embed_scale` where the embedding module scales)."
     mod = model.get_input_embeddings(); emb = mod.weight
@@ -143,11 +154,14 @@ def init_trigger(model, n_tokens: int, seed: int = 0) -> torch.Tensor:
     scale = getattr(mod, "embed_scale", None)                 # Gemma 2/3: the module returns rows * sqrt(d_model)
     return out if scale is None else out * float(scale)
 
+
+# %% ../nbs/07_eraser.ipynb #2ab6f487
 @torch.no_grad()
 def project_ball(trigger: torch.Tensor, radius: float) -> torch.Tensor:
     "PGD: scale every token that lies outside the L2 ball of `radius` back onto it (in place)."
     norms = trigger.norm(dim=-1, keepdim=True)
     return trigger.mul_((radius / norms.clamp(min=1e-12)).clamp(max=1.0))
+
 
 # %% ../nbs/07_eraser.ipynb #acae9219
 TRIGGER_FORMAT = "sft_reverse_nb.trigger/1"
@@ -360,7 +374,7 @@ class EraseStage(Stage):
     def close(self):
         for n, p in self.model.named_parameters(): p.requires_grad_(self.flags[n])
 
-# %% ../nbs/07_eraser.ipynb #c91ba55d
+# %% ../nbs/07_eraser.ipynb #2b6e9e25
 @patch
 def batches(self: EraseStage, step: int, device) -> list:
     "One micro-batch per step: this process's rows of the global batch `step` (row indices, row weights, left-padded prompts)."
@@ -369,6 +383,8 @@ def batches(self: EraseStage, step: int, device) -> list:
     idx = mine or batch[:1]                      # an empty share runs a stand-in row of weight 0: it still joins the all-reduce
     return [(idx, torch.full((len(idx),), float(bool(mine))), pad_left([self.ids[i] for i in idx], self.pad, device))]
 
+
+# %% ../nbs/07_eraser.ipynb #e73f10ed
 @patch
 def loss(self: EraseStage, module, batch) -> torch.Tensor:
     "The whole batch's trigger loss (Eqs. 6–8, rows pooled over the processes); the trigger that scores it is kept if it is the best so far."
@@ -380,6 +396,8 @@ def loss(self: EraseStage, module, batch) -> torch.Tensor:
     if loss.item() < self.best_loss: self.best, self.best_loss, self.best_step = self.tau.detach().clone(), loss.item(), self.step
     return loss
 
+
+# %% ../nbs/07_eraser.ipynb #40cb46bb
 @patch
 def after_step(self: EraseStage, step: int, loss: float, grad_norm) -> tuple[dict, None]:
     "PGD onto the ball; the step's loss, its parts, the best loss so far and the gradient norm."
@@ -387,11 +405,14 @@ def after_step(self: EraseStage, step: int, loss: float, grad_norm) -> tuple[dic
     self.losses.append(loss)
     return {**self.parts, "loss": loss, "best": self.best_loss, "grad_norm": grad_norm}, None
 
-# %% ../nbs/07_eraser.ipynb #cdf5aedd
+
+# %% ../nbs/07_eraser.ipynb #872e5b3c
 @patch
 def state(self: EraseStage) -> tuple[dict, dict]:
     return {"trigger": self.tau.detach(), "best": self.best}, {"best_loss": self.best_loss, "best_step": self.best_step, "losses": self.losses}
 
+
+# %% ../nbs/07_eraser.ipynb #f02ce57a
 @patch
 def finish(self: EraseStage, trained: nn.Module, out_dir) -> Trigger:
     c = self.carrier
@@ -407,9 +428,12 @@ def finish(self: EraseStage, trained: nn.Module, out_dir) -> Trigger:
         _plot_trigger_losses(read_metrics(out_dir/"metrics.jsonl"), out_dir/"trigger_loss.png")
     return self.trigger
 
+
+# %% ../nbs/07_eraser.ipynb #2c989d3e
 @patch
 def completion(self: EraseStage) -> tuple[dict, str]:
     return {"best_loss": self.best_loss, "best_step": self.best_step}, tensor_fingerprint(self.trigger.embeds, "trigger")
+
 
 # %% ../nbs/07_eraser.ipynb #0e574c7a
 def train_trigger(model, base_model, tokenizer, prompts: list[str], out_dir, cfg: EraserConfig = EraserConfig(),

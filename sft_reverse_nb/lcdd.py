@@ -217,11 +217,13 @@ def after_step(self: LCDDStage, step: int, loss: float, grad_norm) -> tuple[dict
     return {"loss": loss, "ema": ctrl.ema_hat, "lambda": ctrl.lam, "epsilon": ctrl.epsilon, "w": self.w, "penalty": self.pen.item(),
             "sparsity": 1 - active / self.carrier.layout.n_gates, "active": active}, self.stop_reason
 
-# %% ../nbs/06_lcdd.ipynb #464805cc
+# %% ../nbs/06_lcdd.ipynb #514a2504
 @patch
 def state(self: LCDDStage) -> tuple[dict, dict]:
     return carrier_tensors(self.work), {"scheduler": self.sched.state_dict(), "controller": self.ctrl.state_dict(), "early_stop": self.stopper.state_dict()}
 
+
+# %% ../nbs/06_lcdd.ipynb #4465cff0
 @patch
 def finish(self: LCDDStage, trained: nn.Module, out_dir) -> Carrier:
     self.carrier.model = trained.eval()
@@ -230,12 +232,15 @@ def finish(self: LCDDStage, trained: nn.Module, out_dir) -> Carrier:
         self.carrier.save_merged(out_dir, self.tokenizer)
     return self.carrier
 
+
+# %% ../nbs/06_lcdd.ipynb #f8936600
 @patch
 def completion(self: LCDDStage) -> tuple[dict, str]:
     c, ctrl = self.carrier, self.ctrl
     return ({"stop_reason": self.stop_reason, "sparsity": c.sparsity(), "lambda": ctrl.lam, "epsilon": ctrl.epsilon, "baseline": ctrl.baseline,
              "task": self.task.task, "source": self.task.source, "carrier": tensor_fingerprint(dict(c.logits), "gate logits")},
             tensor_fingerprint(c.merged_state_dict(), "merged carrier"))
+
 
 # %% ../nbs/06_lcdd.ipynb #ae02930b
 def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer, task: TaskData, out_dir, cfg: LCDDConfig = LCDDConfig(),

@@ -18,18 +18,21 @@ from .train import TrainConfig, ExampleBatches, Stage, fit, adamw, lr_schedule, 
 # %% auto #0
 __all__ = ['projection_parameters', 'freeze_outside_projections', 'SFTStage', 'train_sft']
 
-# %% ../nbs/05_sft.ipynb #cef28526
+# %% ../nbs/05_sft.ipynb #0e219b62
 def projection_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     "The projection weights of every layer (the seven projections, or their fused modules), by parameter name."
     lay = layout_of(model)
     ids = {id(lay.projection(i, n).weight) for i in range(lay.n_layers) for n in lay.modules}
     return {n: p for n, p in model.named_parameters() if id(p) in ids}
 
+
+# %% ../nbs/05_sft.ipynb #44f42d7c
 def freeze_outside_projections(model: nn.Module) -> dict[str, nn.Parameter]:
     "Freeze every parameter except the projection weights; return those."
     proj = projection_parameters(model)
     for n, p in model.named_parameters(): p.requires_grad_(n in proj)
     return proj
+
 
 # %% ../nbs/05_sft.ipynb #93fc2f80
 class SFTStage(Stage):

@@ -155,15 +155,18 @@ def shard(indices: list[int], rank: int, world: int) -> list[int]:
     if not 0 <= rank < world: raise ValueError(f"rank {rank} is outside [0, {world})")
     return list(indices[rank::world])
 
-# %% ../nbs/05_train.ipynb #b0819ff3
+# %% ../nbs/05_train.ipynb #a0e9358f
 def n_targets(example: dict) -> int:
     "Labelled next-token targets of one encoded example (labels shifted by one, as in the causal LM loss)."
     return sum(l != -100 for l in example["labels"][1:])
 
+
+# %% ../nbs/05_train.ipynb #fe4bb730
 def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     "Summed next-token cross-entropy (in float32) over the labelled positions of a batch."
     targets = F.pad(labels, (0, 1), value=-100)[:, 1:]       # shift the labels, not the logits: no copy of the logits
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
+
 
 # %% ../nbs/05_train.ipynb #a79d2fee
 FUSED_ADAMW_DEVICES = ("cpu", "cuda", "xpu", "mps")
@@ -181,7 +184,7 @@ def lr_schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, total: int):
     from transformers import get_scheduler
     return get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=total)
 
-# %% ../nbs/05_train.ipynb #b4131085
+# %% ../nbs/05_train.ipynb #3e35f091
 def optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
     "Split `opt.state_dict()` into tensors (for safetensors; sharded ones gathered whole, so every process calls this) and JSON metadata."
     sd = opt.state_dict()
@@ -192,6 +195,8 @@ def optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict
             else: scalars[f"{pid}.{k}"] = v
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
+
+# %% ../nbs/05_train.ipynb #54dc7176
 def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict, meta: dict, prefix: str):
     "Inverse of `optimizer_state` (a state of a sharded parameter is sharded like it)."
     params = [p for g in opt.param_groups for p in g["params"]]
@@ -205,7 +210,8 @@ def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict, meta: dict, 
         state.setdefault(int(pid), {})[name] = v
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
-# %% ../nbs/05_train.ipynb #c26c8447
+
+# %% ../nbs/05_train.ipynb #3dc64a10
 STATE_FORMAT = "sft_reverse_nb.train_state/2"
 
 def save_train_state(path, step: int, tensors: dict[str, torch.Tensor], meta: dict):
@@ -214,6 +220,8 @@ def save_train_state(path, step: int, tensors: dict[str, torch.Tensor], meta: di
         save_tensors({**tensors, "rng.torch": torch.get_rng_state()}, tmp/"state.safetensors")
         save_json({"format": STATE_FORMAT, "step": step, **meta}, tmp/"state.json")
 
+
+# %% ../nbs/05_train.ipynb #abfb95c7
 def load_train_state(path) -> tuple[int, dict, dict] | None:
     "`(step, tensors, meta)` from `train_state/`, or None if there is none; restores the RNG state."
     path = Path(path)
@@ -225,19 +233,23 @@ def load_train_state(path) -> tuple[int, dict, dict] | None:
     torch.set_rng_state(tensors.pop("rng.torch"))
     return meta["step"], tensors, meta
 
-# %% ../nbs/05_train.ipynb #d1e90d79
+
+# %% ../nbs/05_train.ipynb #3f4f9fb1
 def mark_complete(path, info: dict | None = None, inputs: dict | None = None, weights: str | None = None):
     "Write `complete.json` into the stage directory `path` (call it last): `info`, and the provenance of [01b_provenance](01b_provenance.ipynb) — file fingerprints, `inputs`, output `weights`."
     rec = {"complete": True, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(info or {})}
     save_json({**rec, **provenance_record(path, inputs, weights)}, Path(path)/"complete.json")
     StageLock(path).release()                                 # the stage is done: its writer lets go (a no-op if this process holds no lock)
 
+
+# %% ../nbs/05_train.ipynb #acb1a145
 def is_complete(path) -> bool:
     "Has the stage in `path` finished (is its `complete.json` there)?"
     p = Path(path)/"complete.json"
     return p.exists() and load_json(p).get("complete") is True
 
-# %% ../nbs/05_train.ipynb #9791f137
+
+# %% ../nbs/05_train.ipynb #1ba8fbe2
 import atexit, socket, sys
 
 LOCK_NAME = ".lock"
@@ -246,6 +258,8 @@ _HELD: set = set()                                             # lock files this
 class StageLockedError(OSError):
     "Another live process is writing the stage directory (an `OSError`, so `sftr` reports it and exits with status 2)."
 
+
+# %% ../nbs/05_train.ipynb #7affc6f3
 def _pid_alive(pid: int) -> bool:
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
@@ -321,12 +335,15 @@ class StageLock:
     def __enter__(self): return self.acquire()
     def __exit__(self, *exc): self.release()
 
+
+# %% ../nbs/05_train.ipynb #1c292e1b
 @atexit.register
 def release_held_locks():
     "Release every stage lock this process holds (at exit, and when a command has failed: the process writes no more)."
     for p in list(_HELD): StageLock(p.parent).release()
 
-# %% ../nbs/05_train.ipynb #1900f952
+
+# %% ../nbs/05_train.ipynb #5d2a89dd
 def stage_inputs(tokenizer=None, examples: list[dict] | None = None, **models) -> dict:
     "Fingerprints of what a stage starts from: each named model's weights (or a given fingerprint string), the tokenizer, the training data."
     out = {k: v if isinstance(v, str) else weights_fingerprint(v, f"{k} model") for k, v in models.items() if v is not None}
@@ -334,6 +351,8 @@ def stage_inputs(tokenizer=None, examples: list[dict] | None = None, **models) -
     if examples is not None: out["data"] = digest([[e["input_ids"], e["labels"]] for e in examples])
     return out
 
+
+# %% ../nbs/05_train.ipynb #c183d546
 def reuse_complete(out_dir, inputs: dict, desc: str) -> bool:
     "True when `out_dir` is a finished stage made from `inputs`; a finished stage made from other inputs is an error naming what differs."
     if not is_complete(out_dir): return False
@@ -342,6 +361,7 @@ def reuse_complete(out_dir, inputs: dict, desc: str) -> bool:
     if diff: raise ProvenanceError(f"{desc}: {out_dir} is finished but was made from other inputs ({', '.join(diff)} differ); "
                                    f"delete {out_dir} to redo the stage from the new inputs")
     return True
+
 
 # %% ../nbs/05_train.ipynb #60570146
 class ExampleBatches:
@@ -635,7 +655,7 @@ class Stage:
     def completion(self) -> tuple[dict, str | None]: return {}, None
     def close(self): pass
 
-# %% ../nbs/05_train.ipynb #adebbcad
+# %% ../nbs/05_train.ipynb #a3f3bacf
 def check_finite(loss: float, step: int, stage: Stage, backend: Backend, loop: TrainLoop):
     "Stop on a non-finite loss at optimiser step `step` (0-based), saying where the last good state is and what to change."
     if math.isfinite(loss): return
@@ -645,6 +665,8 @@ def check_finite(loss: float, step: int, stage: Stage, backend: Backend, loop: T
     raise FloatingPointError(f"{stage.name}: non-finite loss ({loss}) at step {step + 1}; {where}. "
                              "Lower the learning rate (lr), keep max_grad_norm set, or use mixed_precision='no'")
 
+
+# %% ../nbs/05_train.ipynb #80e72eb6
 def train_step(stage: Stage, backend: Backend, module, loop: TrainLoop, step: int) -> tuple[float, float | None]:
     "Optimiser step `step`: forward and backward of each micro-batch, the global loss checked, then clip and step; (loss, gradient norm)."
     total, mbs = torch.zeros((), device=backend.device), stage.batches(step, backend.device)
@@ -658,7 +680,8 @@ def train_step(stage: Stage, backend: Backend, module, loop: TrainLoop, step: in
     check_finite(loss, step, stage, backend, loop)
     return loss, backend.step(stage.clipped, stage.max_grad_norm)
 
-# %% ../nbs/05_train.ipynb #9431899a
+
+# %% ../nbs/05_train.ipynb #eed46dc8
 def save_checkpoint(stage: Stage, backend: Backend, loop: TrainLoop, step: int):
     "Gather the stage's and the optimisers' state (every process takes part) and write `train_state/` for `step` from the main process."
     tensors, meta = stage.state()
@@ -667,12 +690,15 @@ def save_checkpoint(stage: Stage, backend: Backend, loop: TrainLoop, step: int):
     if loop.is_main: save_train_state(loop.state_dir, step, {**tensors, **ot}, {**om, **meta})
     backend.wait()
 
+
+# %% ../nbs/05_train.ipynb #0e1e348c
 def complete_stage(stage: Stage, backend: Backend, loop: TrainLoop, cfg, steps: int):
     "Write `complete.json` (main process, last; releases the lock); a stage that keeps no state drops `train_state/`."
     info, weights = stage.completion()
     mark_complete(loop.out_dir, {"stage": stage.name, "steps": steps, "launch": backend.launch(), "config": asdict(cfg), **info},
                   stage.inputs, weights)
     if not stage.keep_state: shutil.rmtree(loop.state_dir, ignore_errors=True)
+
 
 # %% ../nbs/05_train.ipynb #e477a5bb
 def run_steps(stage: Stage, backend: Backend, module, loop: TrainLoop, start: int) -> int:
