@@ -176,7 +176,7 @@ TINY_FAMILIES = {"llama": "LlamaConfig", "mistral": "MistralConfig", "qwen2": "Q
                  "gemma2": "Gemma2Config", "gemma3": "Gemma3TextConfig", "phi3": "Phi3Config", "olmo2": "Olmo2Config"}
 
 def tiny_config(arch: str, **overrides):
-    "Config of a small random model of family `arch`."
+    "Test fixture: the config of a small random model of family `arch`."
     if arch not in TINY_FAMILIES: raise ValueError(f"tiny_model: unknown family {arch!r}; choose one of {sorted(TINY_FAMILIES)}")
     kw = dict(vocab_size=288, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=arch in ("llama", "gemma2", "gemma3"),
@@ -190,7 +190,7 @@ def tiny_config(arch: str, **overrides):
     return getattr(transformers, TINY_FAMILIES[arch])(**kw)
 
 def tiny_model(arch: str, seed: int = 0, **overrides) -> nn.Module:
-    "A small random causal LM of family `arch` (one of `TINY_FAMILIES`), built offline, in eval mode."
+    "Test fixture: a small random causal LM of family `arch` (one of `TINY_FAMILIES`), built offline, in eval mode."
     cfg = tiny_config(arch, **overrides)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

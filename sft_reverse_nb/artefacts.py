@@ -12,7 +12,7 @@ from safetensors.torch import save, save_file, load_file
 
 # %% auto #0
 __all__ = ['atomic_path', 'save_json', 'load_json', 'save_tensors', 'load_tensors', 'atomic_dir', 'cache_dir',
-           'save_hf_checkpoint']
+           'save_hf_checkpoint', 'read_metrics']
 
 # %% ../nbs/01a_artefacts.ipynb #98f86145
 def _umask() -> int:
@@ -99,3 +99,8 @@ def save_hf_checkpoint(model, tokenizer, out_dir, state_dict: dict | None = None
         os.replace(f, out_dir/f.name)
     (out_dir/".checkpoint").rmdir()
     return out_dir
+
+# %% ../nbs/01a_artefacts.ipynb #6ad3aa93
+def read_metrics(path) -> list[dict]:
+    "Rows of a `metrics.jsonl`."
+    return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]

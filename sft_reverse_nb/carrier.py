@@ -227,7 +227,7 @@ class Carrier:
 
 # %% ../nbs/03_carrier.ipynb #58004007
 def perturbed_copy(model: nn.Module, scale: float = 0.05, seed: int = 1, everything: bool = False) -> nn.Module:
-    "A copy of `model` with random noise added to its projection weights (or to `everything`): a stand-in SFT model for tests."
+    "A copy of `model` with random noise added to its projection weights (or to `everything`): a test fixture standing in for an SFT model."
     out = copy.deepcopy(model)
     lay = layout_of(out)
     targets = {id(lay.projection(i, n).weight) for i in range(lay.n_layers) for n in lay.modules}

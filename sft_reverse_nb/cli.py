@@ -12,7 +12,8 @@ from pathlib import Path
 from fastcore.imports import IN_NOTEBOOK
 from .arch import layout_of, model_path, resolve_device, supported_architectures, tiny_config
 from .pipeline import get_preset
-from .train import TrainConfig, add_config_flags, release_held_locks
+from .train import TrainConfig, add_config_flags
+from .provenance import release_held_locks
 from .data import TASKS, get_task
 from .lcdd import LCDDConfig
 from .eraser import EraserConfig

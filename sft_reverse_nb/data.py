@@ -69,7 +69,7 @@ def chat_format(tokenizer, fallback_template: bool = False, system: str | None =
 
 # %% ../nbs/04_data.ipynb #24d51a76
 def tiny_tokenizer(chat_template: str | None = FALLBACK_CHAT_TEMPLATE):
-    "A byte-level tokenizer (vocab 259: bytes + `<|im_start|>`, `<|im_end|>`, `<|pad|>`) built offline, for tests."
+    "A byte-level tokenizer (vocab 259: bytes + `<|im_start|>`, `<|im_end|>`, `<|pad|>`) built offline: a test fixture."
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders
     from transformers import PreTrainedTokenizerFast
     byte_chars = pre_tokenizers.ByteLevel.alphabet()

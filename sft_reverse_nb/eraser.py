@@ -17,7 +17,9 @@ from .carrier import Carrier
 from .data import ChatFormat, chat_format
 from .generate import pad_left, prefixed_inputs, generate, teacher_force, pad_id
 from .provenance import ProvenanceError, digest, tensor_fingerprint, weights_fingerprint, tokenizer_fingerprint
-from .train import StrictConfig, setting, options_table, Stage, fit, micro_batch, shard, stage_inputs, reuse_complete, is_complete, read_metrics
+from .train import StrictConfig, setting, options_table, Stage, fit, micro_batch, shard
+from .provenance import stage_inputs, reuse_complete, is_complete
+from .artefacts import read_metrics
 
 # %% auto #0
 __all__ = ['CHANNEL_MODES', 'TRIGGER_FORMAT', 'carrier_channels', 'random_channels', 'capture_last_token', 'trigger_forward',

@@ -17,8 +17,9 @@ from .data import TaskData, ChatFormat, chat_format
 from .equivalence import PROJECTIONS
 from .generate import pad_id
 from .provenance import tensor_fingerprint
-from .train import (TrainConfig, setting, ExampleBatches, Stage, fit, adamw, lr_schedule, token_loss_sum, stage_inputs, reuse_complete,
-                                  is_complete, read_metrics, options_table)
+from .train import TrainConfig, setting, ExampleBatches, Stage, fit, adamw, lr_schedule, token_loss_sum, options_table
+from .provenance import stage_inputs, reuse_complete, is_complete
+from .artefacts import read_metrics
 
 # %% auto #0
 __all__ = ['DualController', 'LCDDConfig', 'EarlyStop', 'carrier_tensors', 'LCDDStage', 'train_lcdd', 'tiny_configs',

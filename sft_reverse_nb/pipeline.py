@@ -13,7 +13,8 @@ from .provenance import ProvenanceError, verify_stage, weights_fingerprint
 from fastcore.basics import patch
 from .data import TaskData, TASKS, get_task, tiny_tokenizer, chat_format, ChatFormat
 from .sft import train_sft
-from .train import TrainConfig, is_complete, mark_complete
+from .train import TrainConfig
+from .provenance import is_complete, mark_complete
 from .lcdd import LCDDConfig, train_lcdd
 from .eraser import EraserConfig, Trigger, train_trigger
 from .evaluation import (EvalConfig, Condition, evaluate, write_report, results_table, make_judge, builtin_mc, load_mc,

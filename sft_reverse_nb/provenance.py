@@ -4,16 +4,17 @@
 
 # %% ../nbs/01b_provenance.ipynb #cd224e76
 from __future__ import annotations
-import hashlib, json
+import hashlib, json, os, time
 from pathlib import Path
 import torch
 from torch import nn
-from .artefacts import load_json
+from .artefacts import load_json, save_json, atomic_path
 
 # %% auto #0
-__all__ = ['NOT_ARTEFACTS', 'ProvenanceError', 'digest', 'file_sha256', 'artefact_files', 'stage_fingerprint',
+__all__ = ['NOT_ARTEFACTS', 'LOCK_NAME', 'ProvenanceError', 'digest', 'file_sha256', 'artefact_files', 'stage_fingerprint',
            'tensor_fingerprint', 'weights_fingerprint', 'tokenizer_fingerprint', 'provenance_record', 'verify_stage',
-           'check_inputs']
+           'check_inputs', 'mark_complete', 'is_complete', 'StageLockedError', 'StageLock', 'release_held_locks',
+           'stage_inputs', 'reuse_complete']
 
 # %% ../nbs/01b_provenance.ipynb #8e2306cb
 class ProvenanceError(ValueError):
@@ -112,3 +113,132 @@ def check_inputs(stage_dir, inputs: dict, desc: str = "stage") -> dict:
         return old
     save_json(inputs, path)
     return inputs
+
+# %% ../nbs/01b_provenance.ipynb #3f4f9fb1
+def mark_complete(path, info: dict | None = None, inputs: dict | None = None, weights: str | None = None):
+    "Write `complete.json` into the stage directory `path` (call it last): `info`, and the provenance of [01b_provenance](01b_provenance.ipynb) — file fingerprints, `inputs`, output `weights`."
+    rec = {"complete": True, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(info or {})}
+    save_json({**rec, **provenance_record(path, inputs, weights)}, Path(path)/"complete.json")
+    StageLock(path).release()                                 # the stage is done: its writer lets go (a no-op if this process holds no lock)
+
+
+# %% ../nbs/01b_provenance.ipynb #acb1a145
+def is_complete(path) -> bool:
+    "Has the stage in `path` finished (is its `complete.json` there)?"
+    p = Path(path)/"complete.json"
+    return p.exists() and load_json(p).get("complete") is True
+
+
+# %% ../nbs/01b_provenance.ipynb #1ba8fbe2
+import atexit, socket, sys
+
+LOCK_NAME = ".lock"
+_HELD: set = set()                                             # lock files this process holds, released at exit
+
+class StageLockedError(OSError):
+    "Another live process is writing the stage directory (an `OSError`, so `sftr` reports it and exits with status 2)."
+
+
+# %% ../nbs/01b_provenance.ipynb #7affc6f3
+def _pid_alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True                        # alive, owned by someone else
+    return True
+
+def _describe(h: dict) -> str:
+    return f"pid {h.get('pid')} on host {h.get('host')}, since {h.get('started')}" + (f", `{h['command']}`" if h.get("command") else "")
+
+class StageLock:
+    "The one-writer lock `DIR/.lock` of a stage directory: `acquire()` / `release()`, or `with StageLock(dir):`."
+    def __init__(self, stage_dir): self.path = Path(stage_dir)/LOCK_NAME
+
+    def holder(self) -> dict | None:
+        "The holder's record, or None when the directory is not locked."
+        try: return json.loads(self.path.read_text())
+        except FileNotFoundError: return None
+        except (json.JSONDecodeError, UnicodeDecodeError): return {"pid": None, "host": None, "started": "?", "command": "unreadable lock file"}
+
+    def held_here(self) -> bool:
+        "Does this process hold the lock?"
+        h = self.holder() or {}
+        return h.get("pid") == os.getpid() and h.get("host") == socket.gethostname()
+
+    def _stale(self, h: dict) -> bool:
+        return h.get("host") == socket.gethostname() and isinstance(h.get("pid"), int) and not _pid_alive(h["pid"])
+
+    def _create(self) -> bool:
+        "Create the lock file with our record in one step (a hard link of a finished temporary file); False if it exists."
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": " ".join(sys.argv)[:300]}
+        with atomic_path(self.path.with_name(f".lock.{os.getpid()}")) as tmp:
+            tmp.write_text(json.dumps(me) + "\n")
+        tmp = self.path.with_name(f".lock.{os.getpid()}")
+        try: os.link(tmp, self.path); return True
+        except FileExistsError: return False
+        finally: tmp.unlink(missing_ok=True)
+
+    def _take_over(self, h: dict) -> None:
+        "Move a dead holder's lock aside; if what moved is not that record (someone took it over first), put it back."
+        aside = self.path.with_name(f".lock.stale.{os.getpid()}")
+        try: os.rename(self.path, aside)
+        except FileNotFoundError: return
+        try: moved = json.loads(aside.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError): moved = None
+        if moved == h or moved is None:
+            print(f"{self.path.parent}: taking over a stale lock ({_describe(h)}: that process is no longer running)")
+            aside.unlink(missing_ok=True)
+        else:
+            try: os.link(aside, self.path)
+            except FileExistsError: pass
+            aside.unlink(missing_ok=True)
+
+    def acquire(self) -> "StageLock":
+        "Take the lock, or raise `StageLockedError` naming the live holder and the lock file."
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(5):
+            if self._create(): break
+            h = self.holder()
+            if h is None: continue                                       # released in between
+            if h.get("pid") == os.getpid() and h.get("host") == socket.gethostname(): break   # ours already
+            if self._stale(h): self._take_over(h); continue
+            raise StageLockedError(f"{self.path.parent} is being written by another process ({_describe(h)}); lock file {self.path}. "
+                                   "Wait for it to finish; if that process is gone (e.g. a job on another host was killed), delete the lock file")
+        else: raise StageLockedError(f"could not take the lock {self.path} (it keeps changing hands); is another process starting on this run?")
+        _HELD.add(self.path)
+        return self
+
+    def release(self) -> None:
+        "Delete the lock file if this process holds it (otherwise leave it alone)."
+        if self.held_here(): self.path.unlink(missing_ok=True)
+        _HELD.discard(self.path)
+
+    def __enter__(self): return self.acquire()
+    def __exit__(self, *exc): self.release()
+
+
+# %% ../nbs/01b_provenance.ipynb #1c292e1b
+@atexit.register
+def release_held_locks():
+    "Release every stage lock this process holds (at exit, and when a command has failed: the process writes no more)."
+    for p in list(_HELD): StageLock(p.parent).release()
+
+
+# %% ../nbs/01b_provenance.ipynb #5d2a89dd
+def stage_inputs(tokenizer=None, examples: list[dict] | None = None, **models) -> dict:
+    "Fingerprints of what a stage starts from: each named model's weights (or a given fingerprint string), the tokenizer, the training data."
+    out = {k: v if isinstance(v, str) else weights_fingerprint(v, f"{k} model") for k, v in models.items() if v is not None}
+    if tokenizer is not None: out["tokenizer"] = tokenizer_fingerprint(tokenizer)
+    if examples is not None: out["data"] = digest([[e["input_ids"], e["labels"]] for e in examples])
+    return out
+
+
+# %% ../nbs/01b_provenance.ipynb #c183d546
+def reuse_complete(out_dir, inputs: dict, desc: str) -> bool:
+    "True when `out_dir` is a finished stage made from `inputs`; a finished stage made from other inputs is an error naming what differs."
+    if not is_complete(out_dir): return False
+    rec = load_json(Path(out_dir)/"complete.json").get("inputs")
+    diff = sorted(k for k in set(rec or {}) | set(inputs) if (rec or {}).get(k) != inputs.get(k)) if rec is not None else []
+    if diff: raise ProvenanceError(f"{desc}: {out_dir} is finished but was made from other inputs ({', '.join(diff)} differ); "
+                                   f"delete {out_dir} to redo the stage from the new inputs")
+    return True
+

@@ -13,7 +13,8 @@ from .data import TaskData, ChatFormat, chat_format
 from .equivalence import PROJECTIONS
 from .generate import pad_id
 from .provenance import weights_fingerprint
-from .train import TrainConfig, ExampleBatches, Stage, fit, adamw, lr_schedule, token_loss_sum, stage_inputs, reuse_complete
+from .train import TrainConfig, ExampleBatches, Stage, fit, adamw, lr_schedule, token_loss_sum
+from .provenance import stage_inputs, reuse_complete
 
 # %% auto #0
 __all__ = ['projection_parameters', 'freeze_outside_projections', 'SFTStage', 'train_sft']

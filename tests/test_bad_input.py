@@ -75,14 +75,14 @@ def _no_write_channels(run: Path, t: Path):
     for k in g:
         if k.endswith(("ffn_write", "attn_write")): g[k] = -g[k].abs() - 1
     save_file(g, run / "lcdd" / "carrier.safetensors")
-    from sft_reverse_nb.train import mark_complete             # recorded as finished: a legitimate carrier, not a tampered one
+    from sft_reverse_nb.provenance import mark_complete  # recorded as finished: a legitimate carrier, not a tampered one
     rec = json.loads((run / "lcdd" / "complete.json").read_text())
     mark_complete(run / "lcdd", {"stage": "lcdd"}, rec["inputs"], rec["weights"])
 
 def _foreign_trigger(run: Path, t: Path):
     "A finished run with a trigger made for a model of another width."
     from sft_reverse_nb.eraser import Trigger
-    from sft_reverse_nb.train import mark_complete
+    from sft_reverse_nb.provenance import mark_complete
     shutil.copytree(t / "done", run)
     Trigger(torch.randn(4, 32), {"model": "some-other-model"}).save(run / "trigger"); mark_complete(run / "trigger")
 

@@ -170,3 +170,9 @@ def test_exports_documented(site, nb, module):
     missing = [name for name in getattr(mod, "__all__", [])
                if not (name.lower() in ids if inspect.isfunction(getattr(mod, name)) or inspect.isclass(getattr(mod, name)) else name in prose)]
     assert not missing, f"exported by {nb} but not documented on {page_of(nb)}: {', '.join(missing)}"
+
+
+def test_stored_outputs_are_tidy():
+    "The pages show what a reader needs: no progress bars or library warnings (stderr), no machine paths in stored outputs."
+    r = subprocess.run([sys.executable, str(ROOT/".ci"/"tidy_outputs.py"), "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

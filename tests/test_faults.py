@@ -137,7 +137,7 @@ def test_crash_before_complete_json_is_detected_and_rerun(reference, tmp_path, m
     from sft_reverse_nb import train as train_mod
     from sft_reverse_nb.carrier import Carrier
     from sft_reverse_nb.pipeline import lcdd_stage, run_config, sft_stage
-    from sft_reverse_nb.train import is_complete, StageLock
+    from sft_reverse_nb.provenance import is_complete, StageLock
     from sft_reverse_nb.cli import build_parser, overrides_from_args
     os.environ["SFTR_NO_PROGRESS"] = "1"
     run = tmp_path / "run"

@@ -288,7 +288,7 @@ def test_3_trigger_from_another_run_is_refused(run, tmp_path, capsys):
 def test_3_nan_trigger_is_refused(run, capsys):
     "A trigger with NaN values (recorded as complete) scores nothing: refused as damaged."
     from sft_reverse_nb.eraser import Trigger
-    from sft_reverse_nb.train import mark_complete
+    from sft_reverse_nb.provenance import mark_complete
     t = Trigger.load(run / "trigger")
     rec = json.loads((run / "trigger" / "complete.json").read_text())
     Trigger(torch.full_like(t.embeds, float("nan")), t.meta).save(run / "trigger")
