@@ -185,6 +185,7 @@ def _eval(args) -> int:
                            "batch_size": args.batch_size, "mixed_precision": args.mixed_precision}.items() if v is not None}
     if args.no_kl: o["kl"] = False
     if args.utility is not None: o["utility"] = None if args.utility == "none" else args.utility
+    if args.references is not None: o["references"] = None if args.references == "none" else args.references
     res = eval_stage(args.run, cfg, prompts_file=args.prompts, overrides=o, judge=args.judge, judge_label=args.judge_label,
                      judge_template=args.judge_template, trust_remote_code=args.trust_remote_code)
     out = Path(args.run)/("eval" if not args.prompts else f"eval-{Path(args.prompts).stem}")
@@ -208,6 +209,8 @@ def _add_eval_options(e: argparse.ArgumentParser):
     e.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"])
     e.add_argument("--no-kl", action="store_true", help="skip the KL benchmark")
     e.add_argument("--utility", metavar="builtin|FILE|none", help="multiple-choice utility set (default: builtin)")
+    e.add_argument("--references", metavar="FILE|none", help="Alpaca-style file of reference answers: ref_nll, benign prompts for over_refusal_rate, "
+                   "ordinary answers for the style judge (default: the run's eval.references)")
     e.add_argument("--ablations", action="store_true", help="also run the Section 4.3 structure ablation (2x2)")
     e.add_argument("--mask-only", nargs="+", choices=["ce", "kl"], help="also train and evaluate Appendix E mask-only carriers")
     e.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default; never read from a config file)")

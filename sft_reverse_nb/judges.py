@@ -13,9 +13,9 @@ from .provenance import digest
 from .data import TaskData, load_records, read_parallel, dev_data_dir
 
 # %% auto #0
-__all__ = ['STYLE_DIM', 'STYLE_SETTINGS', 'ngram_counts', 'hashed_features', 'feature_matrix', 'StyleClassifier',
-           'train_style_classifier', 'auc', 'style_validation', 'reference_split', 'style_classifier', 'StyleJudge',
-           'style_pairs', 'shakespeare_judge']
+__all__ = ['STYLE_DIM', 'STYLE_SETTINGS', 'TASK_SCORERS', 'BENIGN_TASKS', 'ngram_counts', 'hashed_features', 'feature_matrix',
+           'StyleClassifier', 'train_style_classifier', 'auc', 'style_validation', 'reference_split',
+           'style_classifier', 'StyleJudge', 'style_pairs', 'shakespeare_judge', 'task_scorers']
 
 # %% ../nbs/04c_judges.ipynb #7fe3a1c7
 STYLE_DIM = 2 ** 18
@@ -181,3 +181,12 @@ def shakespeare_judge(data: TaskData, ordinary: list[str] = (), cache=None) -> S
     "The default offline Shakespeare judge: the style classifier of the task's training split (`style_pairs`), with `ordinary` answers as plain text."
     if data.task != "shakespeare": raise ValueError(f"shakespeare_judge needs the shakespeare task's data, got {data.task!r}")
     return StyleJudge(style_classifier(style_pairs(data), ordinary, cache=cache))
+
+# %% ../nbs/04c_judges.ipynb #785220d4
+TASK_SCORERS = {"shakespeare": lambda data, ordinary, cache: {"style_score": shakespeare_judge(data, ordinary, cache)}}
+BENIGN_TASKS = ("safety",)
+
+def task_scorers(data: TaskData, ordinary: list[str] = (), cache=None) -> dict:
+    "The offline scorers (name -> judge) reported for `data`'s task beside its keyword rate; none for a task without any."
+    make = TASK_SCORERS.get(data.task)
+    return make(data, ordinary, cache) if make else {}
