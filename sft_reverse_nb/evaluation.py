@@ -354,6 +354,7 @@ def add_judged_measures(res: dict, conditions: dict[str, Condition], tok, prompt
             m[over] = task.rate(texts); res["responses"][f"{name}@benign"] = texts
         if references: m["ref_nll"] = reference_nll(cond.model, tok, references, cond.trigger, fmt, cfg.kl_batch_size, cfg.mixed_precision)
     res["judges"] = {k: j.name for k, j in (scorers or {}).items()}
+    if scorers: res["headline"] = next(iter(scorers))          # a scorer (the style classifier) heads the table and the figure
     if benign_prompts: res["judges"][over] = f"keyword:{task.metric} on {len(benign_prompts)} benign prompts"
     if references: res["judges"]["ref_nll"] = f"mean NLL per token of {len(references)} held-out reference answers (teacher-forced)"
     return res
@@ -404,9 +405,9 @@ def results_table(res: dict) -> str:
     "The paper-style markdown table of one evaluation."
     metric, conds = res["metric"], res["conditions"]
     main = [c for c in ("base", "sft", "lcdd", "trig") if c in conds]
-    head = ["sparsity"] + [f"{metric} @{c.upper() if c != 'trig' else 'Trig'}" for c in main]
-    row = [_fmt(res.get("sparsity"), True)] + [_fmt(conds[c][metric], True) for c in main]
-    for key in res.get("judges", {}):                  # style_score, over_refusal_rate, ref_nll
+    first = res.get("headline", metric)                 # the headline measure, then the keyword rate and the judged measures
+    head, row = ["sparsity"], [_fmt(res.get("sparsity"), True)]
+    for key in [first] + [k for k in [metric, *res.get("judges", {})] if k != first]:
         head += [f"{key} @{c.upper() if c != 'trig' else 'Trig'}" for c in main]
         row += [_fmt(conds[c].get(key), key != "ref_nll") for c in main]
     if "kl" in res:
@@ -433,9 +434,10 @@ def plot_results(res: dict, path=None):
     has_kl = "kl" in res
     fig = Figure(figsize=(9 if has_kl else 5, 3.2)); axs = fig.subplots(1, 2 if has_kl else 1)
     axs = list(axs) if has_kl else [axs]
-    names = list(res["conditions"]); vals = [100 * res["conditions"][n][res["metric"]] for n in names]
+    key = res.get("headline", res["metric"]); judge = res.get("judges", {}).get(key, res["judge"])
+    names = list(res["conditions"]); vals = [100 * res["conditions"][n][key] for n in names]
     axs[0].bar(names, vals, color=["C7" if n == "base" else "C3" if "trig" in n else "C0" for n in names])
-    axs[0].set_ylim(0, 105); axs[0].set_ylabel(f"{res['metric']} (%)"); axs[0].set_title(f"behaviour rate ({res['judge']})", fontsize=10)
+    axs[0].set_ylim(0, 105); axs[0].set_ylabel(f"{key} (%)"); axs[0].set_title(f"behaviour ({judge})", fontsize=10)
     for i, v in enumerate(vals): axs[0].text(i, v + 1, f"{v:.0f}", ha="center", fontsize=8)
     axs[0].tick_params(axis="x", labelrotation=20)
     if has_kl:

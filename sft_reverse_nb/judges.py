@@ -50,7 +50,7 @@ def feature_matrix(texts: list[str], dim: int = STYLE_DIM, char_n=(2, 3, 4)) -> 
         if not isinstance(t, str): raise TypeError(f"style features need text, got {type(t).__name__} {t!r:.40}")
         i, v = hashed_features(t, dim, char_n); col += i; val += v; crow.append(len(col))
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        warnings.filterwarnings("ignore", message="Sparse", category=UserWarning)   # torch: CSR is "beta"
         return torch.sparse_csr_tensor(torch.tensor(crow), torch.tensor(col, dtype=torch.long), torch.tensor(val, dtype=torch.float32),
                                        size=(len(texts), dim))
 
@@ -101,7 +101,10 @@ def train_style_classifier(styled: list[str], plain: list[str], settings: dict |
     if not styled or not plain: raise ValueError(f"a style classifier needs styled and plain texts; got {len(styled)} styled and {len(plain)} plain")
     texts = list(styled) + list(plain)
     y = torch.cat([torch.ones(len(styled)), torch.zeros(len(plain))])
-    X = feature_matrix(texts, s["dim"], tuple(s["char_n"])); Xt = X.t().to_sparse_csr()
+    X = feature_matrix(texts, s["dim"], tuple(s["char_n"]))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse", category=UserWarning)
+        Xt = X.t().to_sparse_csr()
     w = torch.zeros(s["dim"] + 1); w.grad = torch.zeros_like(w)        # last entry: the bias
     opt = torch.optim.Adam([w], lr=s["lr"])
     for _ in range(s["steps"]):
