@@ -438,6 +438,9 @@ def judged_inputs(task: TaskData, ecfg: EvalConfig, n_prompts: int) -> dict:
     "`evaluate`'s scorers, benign prompts and reference answers for `task`, from `ecfg.references` (held out from the task's prompts)."
     held, ordinary = [], []
     if ecfg.references:
+        if not Path(ecfg.references).exists():
+            raise FileNotFoundError(f"eval.references: {ecfg.references} does not exist (relative paths are read from the working directory); "
+                                    "point it at an Alpaca-style file (sftr eval --references FILE) or turn it off (--references none)")
         exclude = {p for p, _ in task.train} | set(task.eval_prompts)
         held, ordinary = reference_split(ecfg.references, ecfg.n_references, 2000, exclude, ecfg.seed)
     return {"scorers": task_scorers(task, ordinary), "references": held or None,
