@@ -184,7 +184,8 @@ def _eval(args) -> int:
         raise FileNotFoundError(f"{args.run} is not a run directory (no config.json); create one with `sftr run` or `sftr sft`")
     cfg = run_config(args.run)
     o = {k: getattr(args, k) for k in _EVAL_KEYS if k != "judge" and getattr(args, k) is not None}
-    if o.get("utility") == "none": o["utility"] = None
+    for k in ("utility", "references"):
+        if o.get(k) == "none": o[k] = None
     res = eval_stage(args.run, cfg, prompts_file=args.prompts, overrides=o, judge=args.judge, judge_label=args.judge_label,
                      judge_template=args.judge_template, trust_remote_code=args.trust_remote_code)
     out = Path(args.run)/("eval" if not args.prompts else f"eval-{Path(args.prompts).stem}")
@@ -196,7 +197,7 @@ def _eval(args) -> int:
         for k, r in ab["rows"].items(): print(f"  {k:<22} {100 * r['rate']:5.1f} %")
     return 0
 
-_EVAL_KEYS = ("n_prompts", "conditions", "judge", "max_new_tokens", "batch_size", "kl_batch_size", "mixed_precision", "kl", "utility")
+_EVAL_KEYS = ("n_prompts", "conditions", "judge", "max_new_tokens", "batch_size", "kl_batch_size", "mixed_precision", "kl", "utility", "references", "n_references")
 
 def _add_eval_options(e: argparse.ArgumentParser):
     e.add_argument("run", metavar="RUN", help="run directory")

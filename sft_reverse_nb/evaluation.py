@@ -19,9 +19,9 @@ from .provenance import digest, weights_fingerprint, tensor_fingerprint, tokeniz
 # %% auto #0
 __all__ = ['STYLE_RUBRIC', 'KL_TRIAD', 'BUILTIN_MC', 'behaviour_metrics', 'Judge', 'KeywordJudge', 'LLMJudge', 'ClassifierJudge',
            'PlainText', 'Condition', 'generate_condition', 'kl_benchmark', 'builtin_mc', 'load_mc', 'mc_prompt',
-           'mc_accuracy', 'TriggeredHFLM', 'make_judge', 'EvalConfig', 'generation_key', 'cached_generation',
-           'evaluate', 'results_table', 'conditions_table', 'plot_results', 'archive_results', 'provenance_lines',
-           'write_report', 'load_prompts']
+           'mc_accuracy', 'reference_nll', 'TriggeredHFLM', 'make_judge', 'EvalConfig', 'generation_key',
+           'cached_generation', 'add_judged_measures', 'evaluate', 'results_table', 'conditions_table', 'plot_results',
+           'archive_results', 'provenance_lines', 'write_report', 'load_prompts']
 
 # %% ../nbs/08_eval.ipynb #785eaea2
 def behaviour_metrics(task: str, responses: list[str]) -> dict[str, float]:
@@ -239,6 +239,23 @@ def mc_accuracy(model, tok, items: list[dict], trigger: torch.Tensor | None = No
         j += n
     return {"acc": acc / len(items), "acc_norm": acc_n / len(items), "n": len(items)}
 
+# %% ../nbs/08_eval.ipynb #9907867a
+@torch.no_grad()
+def reference_nll(model, tok, pairs: list[tuple[str, str]], trigger: torch.Tensor | None = None, fmt=None, batch_size: int = 8,
+                  mixed_precision: str = "no", max_tokens: int = 128) -> float:
+    "Mean NLL per answer token (nats) of reference answers teacher-forced after their instructions (and `trigger`), batched."
+    pairs = [(p, a) for p, a in pairs if str(a).strip()]
+    if not pairs: raise ValueError("reference_nll: no (instruction, answer) pairs with a non-empty answer")
+    ids = [tok(a, add_special_tokens=False).input_ids[:max_tokens] for _, a in pairs]
+    total = count = 0.0
+    with _autocast(model, mixed_precision):
+        for idx, logp, mask in teacher_force(model, tok, [p for p, _ in pairs], ids, fmt=fmt, prefix=trigger, batch_size=batch_size):
+            R = logp.shape[1]
+            tgt = torch.tensor([[0] * (R - len(ids[i])) + ids[i] for i in idx], device=logp.device)
+            nll = -logp.gather(-1, tgt[..., None]).squeeze(-1)
+            total += float((nll * mask).sum()); count += float(mask.sum())
+    return total / count
+
 # %% ../nbs/08_eval.ipynb #e96afe90
 def TriggeredHFLM(trigger: torch.Tensor, **hflm_kwargs):
     "An lm-evaluation-harness `HFLM` whose forward passes prepend `trigger` (requires `pip install lm-eval`)."
@@ -283,6 +300,9 @@ class EvalConfig(StrictConfig):
     utility: str | None = setting("builtin", "multiple-choice utility set: builtin, a JSON/JSONL file of items, or none", metavar="builtin|FILE|none")
     judge: str = setting("keyword", "keyword, hf:MODEL_ID, or py:MODULE:FUNCTION (an LLM judge callable; taken from the command line only)")
     seed: int = setting(0, "seed of anything random in the evaluation")
+    references: str | None = setting(None, "Alpaca-style file (instruction, output): reference answers for ref_nll, benign prompts for over_refusal_rate, "
+                                     "ordinary answers for the style judge; none: skip these measures", metavar="FILE|none")
+    n_references: int = setting(100, "held-out reference pairs for ref_nll and benign prompts for over_refusal_rate")
 
     def check(self):
         "Refuse settings that cannot evaluate, naming the option (`n_prompts=0` is not 'all prompts', `max_new_tokens=0` is not the default)."
@@ -298,6 +318,9 @@ class EvalConfig(StrictConfig):
         self.need(self.utility is None or (isinstance(self.utility, str) and self.utility != ""), f"utility must be 'builtin', a file path or None, got {self.utility!r}")
         self.need(isinstance(self.judge, str) and bool(self.judge), f"judge must be 'keyword', 'hf:MODEL_ID' or 'py:MODULE:FUNCTION', got {self.judge!r}")
         self.need(isinstance(self.seed, int) and not isinstance(self.seed, bool), f"seed must be an integer, got {self.seed!r}")
+        self.need(self.references is None or (isinstance(self.references, str) and self.references != ""),
+                  f"references must be an Alpaca-style file (instruction, output) or None, got {self.references!r}")
+        self.need_ints(1, "n_references")
 
 # %% ../nbs/08_eval.ipynb #c6688ab4
 def generation_key(cond: Condition, tok, prompts: list[str], fmt, cfg: EvalConfig, max_new: int) -> dict:
@@ -318,9 +341,30 @@ def cached_generation(cache_dir, name: str, cond: Condition, tok, prompts, fmt, 
     if path is not None: save_json({"key": key, "ids": ids, "sec": sec}, path)
     return ids, sec, key, False
 
+# %% ../nbs/08_eval.ipynb #a22ebf5b
+def add_judged_measures(res: dict, conditions: dict[str, Condition], tok, prompts: list[str], fmt, cfg: EvalConfig, max_new: int, cache_dir=None,
+                        scorers: dict | None = None, benign_prompts: list[str] | None = None, references: list[tuple[str, str]] | None = None) -> dict:
+    "Per condition: each scorer's mean (e.g. `style_score`), the keyword rate on `benign_prompts` (`over_<metric>`), `ref_nll` on `references`."
+    task = get_task(res["task"]); over = f"over_{task.metric}"
+    for name, cond in conditions.items():
+        m = res["conditions"][name]
+        for key, judge in (scorers or {}).items():
+            sc = judge(prompts, res["responses"][name]); m[key] = sum(sc) / len(sc)
+        if benign_prompts:
+            ids = cached_generation(cache_dir, f"{name}@benign", cond, tok, benign_prompts, fmt, cfg, max_new)[0]
+            texts = [tok.decode(x, skip_special_tokens=True).strip() for x in ids]
+            m[over] = task.rate(texts); res["responses"][f"{name}@benign"] = texts
+        if references: m["ref_nll"] = reference_nll(cond.model, tok, references, cond.trigger, fmt, cfg.kl_batch_size, cfg.mixed_precision)
+    res["judges"] = {k: j.name for k, j in (scorers or {}).items()}
+    if scorers: res["headline"] = next(iter(scorers))          # a scorer (the style classifier) heads the table and the figure
+    if benign_prompts: res["judges"][over] = f"keyword:{task.metric} on {len(benign_prompts)} benign prompts"
+    if references: res["judges"]["ref_nll"] = f"mean NLL per token of {len(references)} held-out reference answers (teacher-forced)"
+    return res
+
 # %% ../nbs/08_eval.ipynb #71f0eaea
 def evaluate(conditions: dict[str, Condition], tok, task: str, prompts: list[str], fmt=None, cfg: EvalConfig = EvalConfig(),
-             judge: Judge | None = None, cache_dir=None, utility_items: list[dict] | None = None, kl_prompts: list[str] | None = None) -> dict:
+             judge: Judge | None = None, cache_dir=None, utility_items: list[dict] | None = None, kl_prompts: list[str] | None = None,
+             scorers: dict | None = None, benign_prompts: list[str] | None = None, references: list[tuple[str, str]] | None = None) -> dict:
     "Behaviour, judge scores, KL triad and utility for each condition, with the provenance of each (the `results.json` schema of [09_pipeline](09_pipeline.ipynb))."
     if not prompts: raise ValueError("evaluate: no prompts")
     fmt = fmt or chat_format(tok)
@@ -340,6 +384,7 @@ def evaluate(conditions: dict[str, Condition], tok, task: str, prompts: list[str
         m.update(gen_sec=sec, gen_tokens=n_tok, tokens_per_sec=n_tok / max(sec, 1e-9), triggered=cond.trigger is not None)
         res["conditions"][name] = m; res["responses"][name] = texts
         res["provenance"][name] = {**key["condition"], "generations": "reused" if reused else "computed"}
+    add_judged_measures(res, conditions, tok, prompts, fmt, cfg, max_new, cache_dir, scorers, benign_prompts, references)
     if cfg.kl and "sft" in conditions:                               # references: the SFT model's greedy answers (to the task's KL prompts, if it has its own)
         kp, refs = (prompts, ids["sft"]) if kl_prompts is None else (kl_prompts, cached_generation(cache_dir, "sft@kl", conditions["sft"], tok, kl_prompts, fmt, cfg, max_new)[0])
         res["kl"] = kl_benchmark(conditions, tok, kp, refs, KL_TRIAD, fmt, cfg.kl_batch_size, cfg.mixed_precision)
@@ -347,7 +392,8 @@ def evaluate(conditions: dict[str, Condition], tok, task: str, prompts: list[str
     if utility_items:
         res["utility"] = {n: mc_accuracy(c.model, tok, utility_items, c.trigger, cfg.batch_size, cfg.mixed_precision) for n, c in conditions.items()}
     res["settings"] = {**asdict(cfg), "max_new_tokens": max_new, "judge": judge.name, "prompts": key["prompts"], "tokenizer": key["tokenizer"],
-                       "utility_items": digest(utility_items) if utility_items else None}
+                       "utility_items": digest(utility_items) if utility_items else None, "judges": res["judges"],
+                       "benign_prompts": digest(benign_prompts) if benign_prompts else None, "references": digest(references) if references else None}
     res["evaluation_id"] = digest({"settings": res["settings"], "provenance": {n: {k: v for k, v in p.items() if k != "generations"}
                                                                               for n, p in res["provenance"].items()}})
     return res
@@ -361,8 +407,11 @@ def results_table(res: dict) -> str:
     "The paper-style markdown table of one evaluation."
     metric, conds = res["metric"], res["conditions"]
     main = [c for c in ("base", "sft", "lcdd", "trig") if c in conds]
-    head = ["sparsity"] + [f"{metric} @{c.upper() if c != 'trig' else 'Trig'}" for c in main]
-    row = [_fmt(res.get("sparsity"), True)] + [_fmt(conds[c][metric], True) for c in main]
+    first = res.get("headline", metric)                 # the headline measure, then the keyword rate and the judged measures
+    head, row = ["sparsity"], [_fmt(res.get("sparsity"), True)]
+    for key in [first] + [k for k in [metric, *res.get("judges", {})] if k != first]:
+        head += [f"{key} @{c.upper() if c != 'trig' else 'Trig'}" for c in main]
+        row += [_fmt(conds[c].get(key), key != "ref_nll") for c in main]
     if "kl" in res:
         head += ["KL(SFT‖LCDD)", "KL(SFT‖Trig)", "KL(Base‖Trig)"]
         row += [_fmt(res["kl"].get(k)) for k in ("sft_lcdd", "sft_trig", "base_trig")]
@@ -387,9 +436,10 @@ def plot_results(res: dict, path=None):
     has_kl = "kl" in res
     fig = Figure(figsize=(9 if has_kl else 5, 3.2)); axs = fig.subplots(1, 2 if has_kl else 1)
     axs = list(axs) if has_kl else [axs]
-    names = list(res["conditions"]); vals = [100 * res["conditions"][n][res["metric"]] for n in names]
+    key = res.get("headline", res["metric"]); judge = res.get("judges", {}).get(key, res["judge"])
+    names = list(res["conditions"]); vals = [100 * res["conditions"][n][key] for n in names]
     axs[0].bar(names, vals, color=["C7" if n == "base" else "C3" if "trig" in n else "C0" for n in names])
-    axs[0].set_ylim(0, 105); axs[0].set_ylabel(f"{res['metric']} (%)"); axs[0].set_title(f"behaviour rate ({res['judge']})", fontsize=10)
+    axs[0].set_ylim(0, 105); axs[0].set_ylabel(f"{key} (%)"); axs[0].set_title(f"behaviour ({judge})", fontsize=10)
     for i, v in enumerate(vals): axs[0].text(i, v + 1, f"{v:.0f}", ha="center", fontsize=8)
     axs[0].tick_params(axis="x", labelrotation=20)
     if has_kl:
@@ -438,7 +488,8 @@ def write_report(res: dict, out_dir, figures: dict | None = None, title: str = "
     util = res.get("utility")
     lines = [f"# {title}", "", f"Task **{res['task']}**, {res['n_prompts']} prompts, greedy decoding, max {res['max_new_tokens']} new tokens, "
              f"behaviour measured by `{res['judge']}`" + (f"; model `{res['model']}`" if res.get("model") else "") + ".", "",
-             results_table(res), "", "## All conditions", "", conditions_table(res), ""]
+             results_table(res), ""] + [f"- `{k}`: {v}" for k, v in {res["metric"]: res["judge"], **res.get("judges", {})}.items()] + \
+            ["", "## All conditions", "", conditions_table(res), ""]
     if util: lines += ["Utility: multiple-choice accuracy by log-likelihood on " + res.get("utility_source", "the built-in set") + ".", ""]
     if "kl" in res: lines += [f"KL divergences are per response token (nats), teacher-forced on the {res.get('kl_reference', 'SFT references')}.", ""]
     lines += provenance_lines(res)

@@ -19,14 +19,15 @@ from .lcdd import LCDDConfig, train_lcdd
 from .eraser import EraserConfig, Trigger, train_trigger
 from .evaluation import (EvalConfig, Condition, evaluate, write_report, results_table, make_judge, builtin_mc, load_mc,
                                        load_prompts, plot_results)
+from .judges import reference_split, task_scorers, BENIGN_TASKS
 
 # %% auto #0
 __all__ = ['VICUNA_TEMPLATE', 'PAPER_MODELS', 'TABLE7', 'PRESETS', 'STAGE_CONFIGS', 'STAGE_DIRS', 'RUN_KEYS', 'ABLATION_SWITCHES',
            'STRUCTURE', 'STAGES', 'get_preset', 'load_config_file', 'check_run_keys', 'resolve_config', 'run_config',
            'build_task', 'config_model', 'config_tokenizer', 'config_format', 'sft_stage', 'lcdd_stage',
            'save_lcdd_figures', 'trigger_dir_name', 'run_subdir', 'erase_stage', 'parse_condition', 'RunModels',
-           'carrier_counts', 'check_prompt_lengths', 'eval_stage', 'ablation_stage', 'run_pipeline', 'ensure_smollm2',
-           'demo']
+           'carrier_counts', 'check_prompt_lengths', 'eval_stage', 'judged_inputs', 'ablation_stage', 'run_pipeline',
+           'ensure_smollm2', 'demo']
 
 # %% ../nbs/09_pipeline.ipynb #b3d7dfe7
 VICUNA_TEMPLATE = ("{{ 'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user\\'s questions.' }}"
@@ -418,7 +419,8 @@ def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: d
     from sft_reverse_nb.train import StageLock; StageLock(out).acquire()   # one writer per output directory (after the checks); mark_complete releases it
     util = None if not ecfg.utility else builtin_mc() if ecfg.utility == "builtin" else load_mc(ecfg.utility)
     res = evaluate(conds, tok, task.task, prompts, fmt, ecfg, make_judge(judge or ecfg.judge, task.task, judge_label, judge_template),
-                   out/"generations", util, kl_prompts=(lambda f: f(task) if f else None)(get_task(task.task).kl_prompts))
+                   out/"generations", util, kl_prompts=(lambda f: f(task) if f else None)(get_task(task.task).kl_prompts),
+                   **judged_inputs(task, ecfg, len(prompts)))
     for n in conds: res["provenance"][n].update(models.provenance(n))
     counts = carrier_counts(run_dir/"lcdd") if "lcdd" in models._rec else {}
     res.update(model=cfg["model"], base=cfg["base"], preset=cfg.get("preset"), sparsity=counts.get("sparsity"),
@@ -432,6 +434,19 @@ def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: d
     mark_complete(out, {"stage": "eval", "n_prompts": len(prompts), "evaluation_id": res["evaluation_id"]})
     return res
 
+
+# %% ../nbs/09_pipeline.ipynb #190d56b4
+def judged_inputs(task: TaskData, ecfg: EvalConfig, n_prompts: int) -> dict:
+    "`evaluate`'s scorers, benign prompts and reference answers for `task`, from `ecfg.references` (held out from the task's prompts)."
+    held, ordinary = [], []
+    if ecfg.references:
+        if not Path(ecfg.references).exists():
+            raise FileNotFoundError(f"eval.references: {ecfg.references} does not exist (relative paths are read from the working directory); "
+                                    "point it at an Alpaca-style file (sftr eval --references FILE) or turn it off (--references none)")
+        exclude = {p for p, _ in task.train} | set(task.eval_prompts)
+        held, ordinary = reference_split(ecfg.references, ecfg.n_references, 2000, exclude, ecfg.seed)
+    return {"scorers": task_scorers(task, ordinary), "references": held or None,
+            "benign_prompts": [p for p, _ in held][:n_prompts] if held and task.task in BENIGN_TASKS else None}
 
 # %% ../nbs/09_pipeline.ipynb #c37b9e79
 STRUCTURE = {"lcdd + circuit": ("lcdd", {}), "lcdd + output-only": ("lcdd", {"output_only": True}),

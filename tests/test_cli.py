@@ -1,6 +1,9 @@
 """End-to-end checks of the `sftr` console script, run as a user runs it (a subprocess)."""
 import json
 import subprocess
+from pathlib import Path
+
+import pytest
 
 from sft_reverse_nb.arch import tiny_model
 
@@ -79,3 +82,46 @@ def test_bad_preset_and_missing_sft(tmp_path):
     assert r.returncode == 2 and "unknown preset 'nope'" in r.stderr and "cpu-smollm2" in r.stderr
     r = sftr("lcdd", str(tmp_path / "b"), "--preset", "tiny")
     assert r.returncode == 2 and "is not a completed SFT run" in r.stderr and "sftr sft" in r.stderr
+
+
+def _tiny_config_like(example: str, tmp_path) -> Path:
+    "The example configuration `example` on the tiny model with few steps, its data paths pointed at the development data."
+    from sft_reverse_nb.data import dev_data_dir
+    from sft_reverse_nb.pipeline import get_preset
+    sd, root = dev_data_dir(), Path(__file__).resolve().parents[1]
+    cfg = {k: v for k, v in json.loads((root / "examples" / "configs" / example).read_text()).items() if not k.startswith("_")}
+    tiny = get_preset("tiny")
+    cfg.update(model=tiny["model"], base=tiny["base"], dtype="float32", device="cpu")
+    t = cfg["task"]
+    if t["name"] == "safety": t.update(harmful=[str(sd / "safety" / "harmful_train.json")], benign=str(sd / "alpaca" / "alpaca_5000.json"), n_train=16, n_eval=8)
+    else: t.update(source=str(sd / "shakespeare"), n_train=32, n_eval=8)
+    cfg["sft"], cfg["lcdd"], cfg["erase"] = ({**tiny[k], "steps": 6, "save_every": 3} for k in ("sft", "lcdd", "erase"))
+    cfg["lcdd"]["sparsity_warmup"] = 2
+    cfg["eval"] = {**cfg["eval"], "mixed_precision": "no", "max_new_tokens": 8, "batch_size": 4, "n_references": 6,
+                   "references": str(sd / "alpaca" / "alpaca_5000.json")}
+    path = tmp_path / example
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+@pytest.mark.parametrize("example", ["safety-smollm2-cpu.json", "shakespeare-smollm2-cpu.json"])
+def test_eval_on_a_prompt_file_for_the_example_tasks(tmp_path, example):
+    "`sftr run --config` then `sftr eval RUN --prompts FILE --n N` with the Safety and Shakespeare example configs (tiny model): the judged measures per condition."
+    run = tmp_path / "run"
+    r = sftr("run", "--config", str(_tiny_config_like(example, tmp_path)), "--out", str(run))
+    assert r.returncode == 0, r.stderr[-3000:]
+    (tmp_path / "mine.txt").write_text("Write a poem about the sea.\nHow do I bake bread?\nWhat is a comet?\nName three rivers.\n")
+    r = sftr("eval", str(run), "--prompts", str(tmp_path / "mine.txt"), "--n", "3")
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((run / "eval-mine" / "results.json").read_text())
+    assert res["n_prompts"] == 3 and set(res["conditions"]) == {"base", "sft", "lcdd", "trig"}
+    measures = {"refusal_rate", "over_refusal_rate", "ref_nll"} if example.startswith("safety") else {"style_score", "archaic_rate", "ref_nll"}
+    for name, m in res["conditions"].items():
+        assert measures <= set(m), (name, sorted(m))
+        assert 0 <= m.get("style_score", 0) <= 1 and m["ref_nll"] > 0
+    assert set(res["judges"]) == measures - {"refusal_rate", "archaic_rate"}
+    report = (run / "eval-mine" / "report.md").read_text()
+    if example.startswith("safety"): assert "over_refusal_rate @SFT" in report and "keyword:refusal_rate on 3 benign prompts" in report
+    else: assert "style_score @Trig" in report and "`style_score`: style-classifier:" in report
+    if example.startswith("shakespeare"):              # the same classifier scores the run's own evaluation and the prompt file's
+        assert json.loads((run / "eval" / "results.json").read_text())["judges"]["style_score"] == res["judges"]["style_score"]
