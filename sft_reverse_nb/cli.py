@@ -189,7 +189,7 @@ def _eval(args) -> int:
                      judge_template=args.judge_template, trust_remote_code=args.trust_remote_code)
     out = Path(args.run)/("eval" if not args.prompts else f"eval-{Path(args.prompts).stem}")
     print("\n" + results_table(res) + "\n")
-    print(f"eval: done ({res['n_prompts']} prompts, judge {res['judge']}). report: {out/'report.md'}  results: {out/'results.json'}")
+    print(f"eval: done ({res['n_prompts']} prompts, judge {res['judge']}). report: {out/'report.md'}, {out/'report.html'}  results: {out/'results.json'}")
     if args.ablations or args.mask_only:
         ab = ablation_stage(args.run, cfg, structure=args.ablations, mask_only=args.mask_only or (), overrides={k: v for k, v in o.items() if k == "n_prompts"})
         print(f"ablations: {Path(args.run)/'eval'/'ablations.md'}")
