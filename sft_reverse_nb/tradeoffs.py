@@ -205,7 +205,7 @@ def sweep_point(run_dir, cfg: dict, param: str, value) -> dict:
         if not (sub/"config.json").exists(): save_json(target, sub/"config.json")
         c = run_config(sub, overrides=target)                         # a recorded point with other settings is refused, naming what to delete
         lcdd_stage(sub, c); erase_stage(sub, c)
-        eval_stage(sub, c, overrides={"utility": None})
+        eval_stage(sub, c, overrides={"utility": None, "conditions": ["base", "sft", "lcdd", "trig"]})
         mark_complete(sub, {"stage": "sweep point", "param": param, "value": value}, inputs)
     res = load_json(sub/"eval"/"results.json"); m, kl = res["metric"], res.get("kl", {})
     return {"value": value, "sparsity": res.get("sparsity"), "lcdd": res["conditions"]["lcdd"][m], "trig": res["conditions"]["trig"][m],
