@@ -36,10 +36,10 @@ def dom(url: str, tmp_path) -> str:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    "A finished tiny run (short stages), evaluated on 6 prompts with the durability rows."
+    "A finished tiny run (short stages, 6 held-out prompts, also in the sweep's sub-runs), evaluated with the durability rows."
     run = tmp_path_factory.mktemp("report")/"run"
-    for args in (("sft", run, "--preset", "tiny", "--steps", "30"), ("lcdd", run, "--steps", "80"), ("erase", run, "--steps", "40"),
-                 ("eval", run, "--n", "6", "--utility", "none", "--durability", "--durability-steps", "3")):
+    for args in (("sft", run, "--preset", "tiny", "--steps", "25", "--n-eval", "6"), ("lcdd", run, "--steps", "60"), ("erase", run, "--steps", "30"),
+                 ("eval", run, "--utility", "none", "--durability", "--durability-steps", "3")):
         r = sftr(*args)
         assert r.returncode == 0, r.stderr
     return run, r.stdout
