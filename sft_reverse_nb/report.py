@@ -15,7 +15,7 @@ from .evaluation import KeywordJudge, plot_results
 # %% auto #0
 __all__ = ['MAIN_CONDITIONS', 'SBS_FILTERS', 'REPORT_CSS', 'REPORT_JS', 'figure_uri', 'carrier_figure', 'lcdd_figure',
            'trigger_figure', 'html_table', 'results_html', 'verdicts', 'disagreement_flags', 'side_by_side_html',
-           'durability_html', 'durability_figure', 'report_sections', 'write_html_report']
+           'durability_html', 'durability_figure', 'sweep_html', 'report_sections', 'write_html_report']
 
 # %% ../nbs/13_report.ipynb #4fa040ed
 def figure_uri(fig) -> str:
@@ -156,6 +156,20 @@ def durability_figure(res: dict):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/13_report.ipynb #130b6bb2
+def sweep_html(run_dir) -> str:
+    "The run's LCDD sweep as a table (Pareto points starred) and its figure, embedded; empty when the run has no `sweep.json`."
+    run_dir = Path(run_dir)
+    if not (run_dir/"sweep.json").exists(): return ""
+    sw = load_json(run_dir/"sweep.json")
+    kl = lambda v: "–" if v is None else f"{v:.4g}"
+    rows = [[p["value"], _pct(p["sparsity"]), _pct(p["lcdd"]), _pct(p["trig"]), kl(p.get("kl_sft_lcdd")), "★" if p.get("pareto") else "", p["run"]]
+            for p in sw["points"]]
+    out = html_table([sw["param"], "sparsity", f"{sw['metric']} @LCDD", f"{sw['metric']} @Trig", "KL(SFT‖LCDD)", "Pareto", "sub-run"], rows, "sweep")
+    if (run_dir/"sweep.png").exists():
+        out += f'<div class="fig"><img alt="LCDD sweep" src="data:image/png;base64,{base64.b64encode((run_dir/"sweep.png").read_bytes()).decode("ascii")}"></div>'
+    return out
+
 # %% ../nbs/13_report.ipynb #a0884ad8
 REPORT_CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.8em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}
@@ -191,6 +205,7 @@ def report_sections(res: dict, run_dir: Path, responses: dict, prompts: list[str
         d = res["durability"]
         note = f"<p>{d['n_prompts']} prompts, judge <code>{html.escape(d['judge'])}</code>; see the notebook 14_tradeoffs for what each row means.</p>"
         sec.append(("Durability of the switch", note + durability_html(res) + _figure("durability", durability_figure, res)))
+    if (run_dir/"sweep.json").exists(): sec.append(("LCDD sweep", sweep_html(run_dir)))
     sec.append(("Side-by-side generations", side_by_side_html(res, responses, prompts)))
     return sec
 

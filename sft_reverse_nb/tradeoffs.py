@@ -248,7 +248,7 @@ def plot_sweep(sweep: dict):
 
 # %% ../nbs/14_tradeoffs.ipynb #9273d13c
 def sweep_stage(run_dir, param: str, values: list, cfg: dict | None = None) -> dict:
-    "LCDD → trigger → eval for each value of the LCDD setting `param`, reusing the run's SFT; writes `RUN/sweep.json`, `RUN/sweep.md` and `RUN/sweep.png`."
+    "LCDD → trigger → eval for each value of the LCDD setting `param`, reusing the run's SFT; writes `RUN/sweep.json`, `RUN/sweep.md`, `RUN/sweep.png` (and the sweep into `RUN/eval/report.html`)."
     run_dir = Path(run_dir); cfg = cfg or load_json(run_dir/"config.json")
     if not is_complete(run_dir/"sft"): raise ValueError(f"{run_dir/'sft'} is not a completed SFT run; run `sftr sft {run_dir}` first (the sweep reuses it)")
     if not values: raise ValueError("sweep: give at least one value, e.g. --rho 0.05 0.1 0.3 1.0")
@@ -262,4 +262,5 @@ def sweep_stage(run_dir, param: str, values: list, cfg: dict | None = None) -> d
     with atomic_path(run_dir/"sweep.png") as tmp: plot_sweep(sweep).savefig(tmp, format="png", dpi=110)
     with atomic_path(run_dir/"sweep.md") as tmp:
         tmp.write_text(f"# LCDD sweep over {param}\n\n{sweep_table(sweep)}\n\n★: on the Pareto front (sparsity, retention, reversal).\n\n![sweep](sweep.png)\n")
+    if is_complete(run_dir/"eval"): write_html_report(run_dir/"eval", run_dir)    # the run's page shows the sweep too
     return sweep

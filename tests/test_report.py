@@ -86,6 +86,7 @@ def test_sweep(run):
     for p in sw["points"]:
         assert {"value", "sparsity", "lcdd", "trig", "kl_sft_lcdd", "run", "pareto"} <= set(p) and (run/p["run"]/"eval"/"report.html").exists()
     assert sw["points"][0]["pareto"] and (run/"sweep.png").exists() and "| 1.0 |" in r.stdout
+    assert '<table id="sweep">' in (run/"eval"/"report.html").read_text()        # the run's page shows the sweep
     assert json.loads((run/sw["points"][0]["run"]/"config.json").read_text())["lcdd"]["rho"] == 1.0
     r = sftr("sweep", run, "--rho", "1.0")                          # a finished point is skipped
     assert r.returncode == 0 and r.stdout.count("is complete; skipping") == 1, r.stdout
