@@ -380,6 +380,7 @@ def evaluate(conditions: dict[str, Condition], tok, task: str, prompts: list[str
         m = behaviour_metrics(task, texts)
         if not isinstance(judge, KeywordJudge):
             sc = judge(prompts, texts); m["judge_score"] = sum(sc) / len(sc)
+            res.setdefault("judge_scores", {})[name] = sc             # per answer, for the side-by-side view of 13_report
         n_tok = sum(map(len, ids[name]))
         m.update(gen_sec=sec, gen_tokens=n_tok, tokens_per_sec=n_tok / max(sec, 1e-9), triggered=cond.trigger is not None)
         res["conditions"][name] = m; res["responses"][name] = texts

@@ -17,6 +17,7 @@ from .train import TrainConfig
 from .provenance import is_complete, mark_complete
 from .lcdd import LCDDConfig, train_lcdd
 from .eraser import EraserConfig, Trigger, train_trigger
+from .report import write_html_report
 from .evaluation import (EvalConfig, Condition, evaluate, write_report, results_table, make_judge, builtin_mc, load_mc,
                                        load_prompts, plot_results)
 from .judges import reference_split, task_scorers, BENIGN_TASKS
@@ -399,7 +400,7 @@ def check_prompt_lengths(tok, fmt, prompts: list[str], room: int, n_ctx: int | N
 
 def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: dict | None = None, judge=None, judge_label=None,
                judge_template=None, out_name: str | None = None, models: RunModels | None = None, trust_remote_code: bool = False) -> dict:
-    "Evaluate a run's conditions into `RUN/eval/` (`results.json`, `report.md`, figures) after checking the run's chain; returns the results."
+    "Evaluate a run's conditions into `RUN/eval/` (`results.json`, `report.md`, `report.html`, figures) after checking the run's chain; returns the results."
     run_dir = Path(run_dir); cfg = cfg or load_json(run_dir/"config.json")
     ecfg = EvalConfig.from_dict({**cfg.get("eval", {}), **(overrides or {})})
     if judge is None and ecfg.judge.startswith("py:"):
@@ -431,6 +432,7 @@ def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: d
     figs = {"lcdd_dynamics": run_dir/"lcdd"/"dynamics.png", "carrier_map": run_dir/"lcdd"/"carrier_map.png",
             "trigger_loss": run_dir/"trigger"/"trigger_loss.png"}
     write_report(res, out, figs, title=f"{cfg.get('preset') or cfg['model']}: {task.task}")
+    write_html_report(out, run_dir, prompts)                          # the self-contained page of 13_report (prompts.json with it)
     mark_complete(out, {"stage": "eval", "n_prompts": len(prompts), "evaluation_id": res["evaluation_id"]})
     return res
 

@@ -49,7 +49,7 @@ def test_info_unsupported_and_missing(tmp_path):
 def test_only_working_subcommands_are_registered():
     from sft_reverse_nb.cli import build_parser
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert sorted(sub.choices) == ["demo", "erase", "eval", "info", "lcdd", "run", "sft"]
+    assert sorted(sub.choices) == ["demo", "erase", "eval", "info", "lcdd", "report", "run", "sft", "sweep"]
     r = sftr("--help")
     assert r.returncode == 0 and all(c in r.stdout for c in ("info", "sft", "lcdd", "erase", "eval", "run", "demo"))
     r = sftr("frobnicate")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ALLOWED = {".safetensors", ".json", ".jsonl", ".md", ".png", ".txt", ".jinja"}
+ALLOWED = {".safetensors", ".json", ".jsonl", ".md", ".png", ".txt", ".jinja", ".html"}   # .html: the self-contained run report (13_report)
 
 
 def _is_pickle(path: Path) -> bool:
