@@ -182,7 +182,9 @@ def _eval(args) -> int:
         raise FileNotFoundError(f"{args.run} is not a run directory (no config.json); create one with `sftr run` or `sftr sft`")
     cfg = run_config(args.run)
     o = {k: v for k, v in {"n_prompts": args.n, "conditions": args.conditions, "max_new_tokens": args.max_new_tokens,
-                           "batch_size": args.batch_size, "mixed_precision": args.mixed_precision}.items() if v is not None}
+                           "batch_size": args.batch_size, "mixed_precision": args.mixed_precision, "repetition_penalty": args.repetition_penalty,
+                           "kl_max_new_tokens": args.kl_max_new_tokens, "lm_eval_include": args.lm_eval_include, "lm_eval_limit": args.lm_eval_limit}.items()
+         if v is not None}
     if args.no_kl: o["kl"] = False
     if args.utility is not None: o["utility"] = None if args.utility == "none" else args.utility
     res = eval_stage(args.run, cfg, prompts_file=args.prompts, overrides=o, judge=args.judge, judge_label=args.judge_label,
@@ -201,13 +203,18 @@ def _add_eval_options(e: argparse.ArgumentParser):
     e.add_argument("--prompts", metavar="FILE", help="evaluate on these prompts (JSON/JSONL/CSV with an instruction/prompt/Behavior column, or TXT)")
     e.add_argument("--n", type=int, help="first N prompts only")
     e.add_argument("--conditions", nargs="+", metavar="COND", help="base, sft, lcdd, trig, or MODEL+TRIGGER_DIR (e.g. sft+trigger)")
-    e.add_argument("--judge", help="keyword (default), hf:MODEL_ID, or py:MODULE:FUNCTION (an LLM judge callable)")
+    e.add_argument("--judge", help="keyword (default), hf:MODEL_ID, wildguard:MODEL_ID, harmbench:MODEL_ID (with --judge-template), or py:MODULE:FUNCTION (an LLM judge callable)")
     e.add_argument("--judge-label", help="positive label of a hf: sequence classifier")
     e.add_argument("--judge-template", metavar="FILE", help="prompt template of a generative classifier or LLM judge ({prompt}, {response})")
     e.add_argument("--max-new-tokens", type=int); e.add_argument("--batch-size", type=int)
     e.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"])
     e.add_argument("--no-kl", action="store_true", help="skip the KL benchmark")
-    e.add_argument("--utility", metavar="builtin|FILE|none", help="multiple-choice utility set (default: builtin)")
+    e.add_argument("--utility", metavar="builtin|FILE|lm-eval:TASKS|none", help="utility: the built-in multiple-choice set (default), a JSON/JSONL file, "
+                   "lm-evaluation-harness tasks (e.g. lm-eval:mmlu,hellaswag), or none")
+    e.add_argument("--lm-eval-include", metavar="DIR", help="folder of extra lm-eval task YAMLs (the harness's include_path)")
+    e.add_argument("--lm-eval-limit", type=int, metavar="N", help="at most N examples per lm-eval task")
+    e.add_argument("--kl-max-new-tokens", type=int, metavar="N", help="length of the KL benchmark's SFT references (the authors: 128)")
+    e.add_argument("--repetition-penalty", type=float, metavar="P", help="repetition penalty of the triggered conditions' generation (the authors' scripts: 1.1; default none: greedy, as the paper)")
     e.add_argument("--ablations", action="store_true", help="also run the Section 4.3 structure ablation (2x2)")
     e.add_argument("--mask-only", nargs="+", choices=["ce", "kl"], help="also train and evaluate Appendix E mask-only carriers")
     e.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default; never read from a config file)")
