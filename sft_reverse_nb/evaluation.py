@@ -20,10 +20,10 @@ from .provenance import digest, weights_fingerprint, tensor_fingerprint, tokeniz
 __all__ = ['STYLE_RUBRIC', 'WILDGUARD_TEMPLATE', 'WILDGUARD_FIELDS', 'KL_TRIAD', 'BUILTIN_MC', 'behaviour_metrics', 'Judge',
            'KeywordJudge', 'LLMJudge', 'ClassifierJudge', 'PlainText', 'parse_wildguard', 'parse_harmbench',
            'GenerativeJudge', 'Condition', 'generate_condition', 'kl_benchmark', 'builtin_mc', 'load_mc', 'mc_prompt',
-           'mc_accuracy', 'TriggeredHFLM', 'lm_eval_tasks', 'lm_eval_utility', 'utility_scores', 'make_judge',
-           'EvalConfig', 'generation_key', 'cached_generation', 'judge_scores', 'kl_references', 'kl_triad', 'evaluate',
-           'results_table', 'conditions_table', 'plot_results', 'archive_results', 'provenance_lines', 'write_report',
-           'load_prompts']
+           'mc_accuracy', 'TriggeredHFLM', 'make_judge', 'EvalConfig', 'generation_key', 'cached_generation',
+           'judge_scores', 'kl_references', 'kl_triad', 'lm_eval_tasks', 'lm_eval_utility', 'utility_scores',
+           'evaluate', 'results_table', 'conditions_table', 'plot_results', 'archive_results', 'provenance_lines',
+           'write_report', 'load_prompts']
 
 # %% ../nbs/08_eval.ipynb #785eaea2
 def behaviour_metrics(task: str, responses: list[str]) -> dict[str, float]:
@@ -298,29 +298,6 @@ def TriggeredHFLM(trigger: torch.Tensor | None, **hflm_kwargs):
             return out.logits[:, trigger.shape[0]:]     # drop the trigger positions: the harness indexes its own tokens
     return _Triggered(**hflm_kwargs)
 
-# %% ../nbs/08_eval.ipynb #e317b797
-def lm_eval_tasks(cfg: EvalConfig) -> list[str]:
-    "The lm-evaluation-harness tasks of `cfg.utility` ('lm-eval:TASK,TASK'), or [] for the built-in scorer."
-    u = cfg.utility or ""
-    return [t.strip() for t in u[len("lm-eval:"):].split(",") if t.strip()] if u.startswith("lm-eval:") else []
-
-def lm_eval_utility(cond: Condition, tok, tasks: list[str], batch_size: int = 8, include_path=None, limit: int | None = None) -> dict[str, float]:
-    "Accuracy of one condition (trigger prepended, if any) on lm-evaluation-harness `tasks`: `{'TASK acc': ..., 'TASK acc_norm': ...}`."
-    import lm_eval
-    from lm_eval.tasks import TaskManager
-    dev = next(cond.model.parameters()).device
-    lm = TriggeredHFLM(cond.trigger, pretrained=cond.model, tokenizer=tok, batch_size=batch_size, device=str(dev))
-    out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=TaskManager(include_path=str(include_path) if include_path else None),
-                                  limit=limit, log_samples=False, bootstrap_iters=0, verbosity="ERROR")
-    return {f"{t} {k.split(',')[0]}": float(v) for t in tasks for k, v in out["results"][t].items()
-            if k.split(",")[0] in ("acc", "acc_norm") and isinstance(v, (int, float))}
-
-def utility_scores(conditions: dict[str, Condition], tok, cfg: EvalConfig, items: list[dict] | None = None) -> dict[str, dict]:
-    "Utility per condition: lm-evaluation-harness tasks (`utility='lm-eval:...'`) or the log-likelihood scorer on `items`."
-    tasks = lm_eval_tasks(cfg)
-    if tasks: return {n: lm_eval_utility(c, tok, tasks, cfg.batch_size, cfg.lm_eval_include, cfg.lm_eval_limit) for n, c in conditions.items()}
-    return {n: mc_accuracy(c.model, tok, items, c.trigger, cfg.batch_size, cfg.mixed_precision) for n, c in conditions.items()}
-
 # %% ../nbs/08_eval.ipynb #c884c2ed
 def make_judge(spec: str | Judge | None, task: str, label: str | None = None, template=None) -> Judge:
     "A judge from a spec string: `keyword`, `hf:MODEL_ID`, `wildguard:MODEL_ID`, `harmbench:MODEL_ID` (with a template) or `py:MODULE:FUNCTION`."
@@ -434,6 +411,29 @@ def kl_triad(conditions: dict, tok, prompts, sft_ids, fmt, cfg: EvalConfig, max_
     if cfg.kl_max_new_tokens: desc += f", up to {n_new} new tokens"
     if cfg.kl_strip_special: desc += ", decoded without special tokens and re-encoded (no end-of-sequence token)"
     return kl, desc
+
+# %% ../nbs/08_eval.ipynb #e317b797
+def lm_eval_tasks(cfg: EvalConfig) -> list[str]:
+    "The lm-evaluation-harness tasks of `cfg.utility` ('lm-eval:TASK,TASK'), or [] for the built-in scorer."
+    u = cfg.utility or ""
+    return [t.strip() for t in u[len("lm-eval:"):].split(",") if t.strip()] if u.startswith("lm-eval:") else []
+
+def lm_eval_utility(cond: Condition, tok, tasks: list[str], batch_size: int = 8, include_path=None, limit: int | None = None) -> dict[str, float]:
+    "Accuracy of one condition (trigger prepended, if any) on lm-evaluation-harness `tasks`: `{'TASK acc': ..., 'TASK acc_norm': ...}`."
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+    dev = next(cond.model.parameters()).device
+    lm = TriggeredHFLM(cond.trigger, pretrained=cond.model, tokenizer=tok, batch_size=batch_size, device=str(dev))
+    out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=TaskManager(include_path=str(include_path) if include_path else None),
+                                  limit=limit, log_samples=False, bootstrap_iters=0, verbosity="ERROR")
+    return {f"{t} {k.split(',')[0]}": float(v) for t in tasks for k, v in out["results"][t].items()
+            if k.split(",")[0] in ("acc", "acc_norm") and isinstance(v, (int, float))}
+
+def utility_scores(conditions: dict[str, Condition], tok, cfg: EvalConfig, items: list[dict] | None = None) -> dict[str, dict]:
+    "Utility per condition: lm-evaluation-harness tasks (`utility='lm-eval:...'`) or the log-likelihood scorer on `items`."
+    tasks = lm_eval_tasks(cfg)
+    if tasks: return {n: lm_eval_utility(c, tok, tasks, cfg.batch_size, cfg.lm_eval_include, cfg.lm_eval_limit) for n, c in conditions.items()}
+    return {n: mc_accuracy(c.model, tok, items, c.trigger, cfg.batch_size, cfg.mixed_precision) for n, c in conditions.items()}
 
 # %% ../nbs/08_eval.ipynb #71f0eaea
 def evaluate(conditions: dict[str, Condition], tok, task: str, prompts: list[str], fmt=None, cfg: EvalConfig = EvalConfig(),
