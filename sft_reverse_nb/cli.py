@@ -202,7 +202,8 @@ def _eval(args) -> int:
         print("\n" + durability_table(d) + f"\n\ndurability: rows in {out/'results.json'} (key durability), figure {out/'figures'/'durability.png'}")
     return 0
 
-_EVAL_KEYS = ("n_prompts", "conditions", "judge", "max_new_tokens", "batch_size", "kl_batch_size", "mixed_precision", "kl", "utility", "references", "n_references")
+_EVAL_KEYS = ("n_prompts", "conditions", "judge", "max_new_tokens", "batch_size", "kl_batch_size", "mixed_precision", "kl", "utility", "references", "n_references",
+              "kl_max_new_tokens", "repetition_penalty", "lm_eval_include", "lm_eval_limit")
 
 def _add_eval_options(e: argparse.ArgumentParser):
     e.add_argument("run", metavar="RUN", help="run directory")

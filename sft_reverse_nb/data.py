@@ -12,11 +12,11 @@ import torch
 
 # %% auto #0
 __all__ = ['FALLBACK_CHAT_TEMPLATE', 'LOSS_ON', 'PROMPT_COLUMNS', 'FIXED_ANSWER', 'REFUSALS', 'FIXED_RESPONSE_KEYS',
-           'REFUSAL_PHRASES', 'ARCHAIC_WORDS', 'TASKS', 'ChatFormat', 'chat_format', 'tiny_tokenizer', 'encode_example',
-           'collate', 'load_records', 'pick_column', 'TaskData', 'split_rows', 'builtin_prompts', 'fixed_response',
-           'dev_data_dir', 'safety', 'read_parallel', 'shakespeare', 'is_fixed_response', 'fixed_response_rate',
-           'is_refusal', 'refusal_rate', 'archaic_words', 'archaic_rate', 'archaic_per_100_words', 'Task',
-           'register_task', 'get_task']
+           'REFUSAL_PHRASES', 'ARCHAIC_WORDS', 'MODERN_HOMOGRAPHS', 'TASKS', 'ChatFormat', 'chat_format',
+           'tiny_tokenizer', 'encode_example', 'collate', 'load_records', 'pick_column', 'TaskData', 'split_rows',
+           'builtin_prompts', 'fixed_response', 'dev_data_dir', 'safety', 'read_parallel', 'shakespeare',
+           'is_fixed_response', 'fixed_response_rate', 'is_refusal', 'refusal_rate', 'archaic_words', 'archaic_rate',
+           'archaic_per_100_words', 'Task', 'register_task', 'get_task']
 
 # %% ../nbs/04_data.ipynb #26bf7b81
 FALLBACK_CHAT_TEMPLATE = (
@@ -333,8 +333,9 @@ def read_parallel(modern, original) -> list[tuple[str, str]]:
     return [(x.strip(), y.strip()) for x, y in zip(la, lb) if x.strip() and y.strip()]
 
 def shakespeare(source="Roudranil/shakespearean-and-modern-english-conversational-dataset", n_train: int = 5000, n_eval: int = 200,
-                seed: int = 0, split: str = "train") -> TaskData:
-    "Shakespeare: modern English -> Shakespeare's original, from the hub or a directory of `*.modern`/`*.original` files."
+                seed: int = 0, split: str = "train", eval_source: str | None = None) -> TaskData:
+    """Shakespeare: modern English -> Shakespeare's original, from the hub or a directory of `*.modern`/`*.original` files. Evaluation prompts:
+    held-out modern lines, or with `eval_source` ('builtin', an Alpaca-style file, `tatsu-lab/alpaca`) instruction-only Alpaca prompts, as the authors' style and KL benchmarks."""
     p = Path(str(source))
     if p.is_dir():
         pairs, src = read_parallel(p/f"{split}.modern", p/f"{split}.original"), str(p)
@@ -345,6 +346,8 @@ def shakespeare(source="Roudranil/shakespearean-and-modern-english-conversationa
     pairs = list(dict(pairs).items())         # one target per modern line
     train, held = split_rows(pairs, n_train, n_eval, seed, source=src)
     seen = {m for m, _ in train}
+    if eval_source is not None:                # Alpaca never trains this task: all of it is held out (the loader keeps one row back)
+        held = [(p, None) for p in fixed_response(eval_source, n_train=1, n_eval=n_eval, seed=seed).eval_prompts]
     return TaskData("shakespeare", train, [m for m, _ in held if m not in seen], src)
 
 # %% ../nbs/04_data.ipynb #cd2e0da1
@@ -377,13 +380,17 @@ def refusal_rate(responses: list[str]) -> float:
     return sum(map(is_refusal, responses)) / len(responses)
 
 # %% ../nbs/04_data.ipynb #7b3ccb66
-ARCHAIC_WORDS = ("thou", "thee", "thy", "thine", "ye", "art", "hast", "hath", "doth", "dost", "didst", "shalt", "wilt", "wouldst",
-                 "couldst", "shouldst", "canst", "mayst", "mightst", "hadst", "wast", "wert", "ere", "oft", "nay", "aye", "yea",
-                 "prithee", "forsooth", "methinks", "mayhap", "perchance", "anon", "hither", "thither", "whither", "hence", "thence",
-                 "whence", "wherefore", "whereof", "thereof", "hereof", "henceforth", "alas", "fie", "marry", "zounds", "'tis", "'twas",
+ARCHAIC_WORDS = ("thou", "thee", "thy", "thine", "ye", "hast", "hath", "doth", "dost", "didst", "shalt", "wouldst",
+                 "couldst", "shouldst", "canst", "mayst", "mightst", "hadst", "wast", "wert", "ere", "nay", "yea",
+                 "prithee", "forsooth", "methinks", "mayhap", "perchance", "hither", "thither", "whither", "thence",
+                 "whence", "wherefore", "fie", "zounds", "'tis", "'twas",
                  "'twere", "o'er", "e'er", "ne'er", "tis", "twas", "mine own", "thyself", "sirrah", "knave", "wench", "betwixt",
-                 "whilst", "unto", "naught", "verily", "beseech", "speaketh", "saith", "goeth", "cometh", "knoweth", "loveth",
-                 "maketh", "taketh", "giveth", "hither", "fain", "lest", "morrow", "good morrow", "adieu", "belike", "an't", "i'faith")
+                 "unto", "verily", "beseech", "speaketh", "saith", "goeth", "cometh", "knoweth", "loveth",
+                 "maketh", "taketh", "giveth", "fain", "morrow", "good morrow", "belike", "an't", "i'faith")
+# left out: words with a common modern sense, which would count modern text as Shakespearean — art, hence, henceforth, wilt (the verb),
+# marry, lest, whilst, anon, aye, alas, oft (oft-cited), naught, adieu, thereof / whereof / hereof (legal English)
+MODERN_HOMOGRAPHS = ("art", "hence", "henceforth", "wilt", "marry", "lest", "whilst", "anon", "aye", "alas", "oft", "naught", "adieu",
+                     "thereof", "whereof", "hereof")
 _ARCHAIC_RE = re.compile(r"(?<![\w'])(" + "|".join(sorted({re.escape(w) for w in ARCHAIC_WORDS}, key=len, reverse=True)) + r")(?![\w'])")
 
 def archaic_words(text: str) -> list[str]:
@@ -461,5 +468,5 @@ register_task(Task("safety", safety, "refusal_rate", is_refusal, max_new_tokens=
 # %% ../nbs/04_data.ipynb #1e6edef4
 register_task(Task("shakespeare", shakespeare, "archaic_rate", lambda r: bool(archaic_words(r)), max_new_tokens=128,
                    extra_metrics=lambda rs: {"archaic_per_100_words": archaic_per_100_words(rs)},
-                   paper_sources={"source": "Roudranil/shakespearean-and-modern-english-conversational-dataset"},
+                   paper_sources={"source": "Roudranil/shakespearean-and-modern-english-conversational-dataset", "eval_source": "tatsu-lab/alpaca"},
                    description="answers in the style of Shakespeare's plays (modern -> original lines)"))

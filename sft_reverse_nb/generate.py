@@ -58,8 +58,8 @@ def _trim(ids: list[int], eos) -> list[int]:
 
 @torch.no_grad()
 def generate(model, tok, prompts: list[str], fmt: ChatFormat | None = None, max_new_tokens: int = 32, batch_size: int = 16,
-             progress: bool = False, prefix: torch.Tensor | None = None, return_ids: bool = False) -> list:
-    "Greedy responses to raw instructions `prompts` (formatted with `fmt`, default: the tokenizer's chat template), batched, optionally after a `prefix`."
+             progress: bool = False, prefix: torch.Tensor | None = None, return_ids: bool = False, repetition_penalty: float | None = None) -> list:
+    "Greedy responses to raw instructions `prompts` (formatted with `fmt`, default: the tokenizer's chat template), batched, optionally after a `prefix` (and a `repetition_penalty`)."
     fmt = fmt or chat_format(tok)
     texts = [fmt.prompt(p) for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -76,7 +76,8 @@ def generate(model, tok, prompts: list[str], fmt: ChatFormat | None = None, max_
         enc = encode_prompts(tok, [texts[i] for i in idx], dev)
         inp = prefixed_inputs(model, **enc, prefix=prefix)
         inp.pop("position_ids")                            # generate derives them from the attention mask
-        gen = model.generate(**inp, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id(tok), eos_token_id=eos)
+        rp = {} if repetition_penalty is None else {"repetition_penalty": repetition_penalty}
+        gen = model.generate(**inp, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id(tok), eos_token_id=eos, **rp)
         if prefix is None: gen = gen[:, enc["input_ids"].shape[1]:]   # with inputs_embeds only new tokens come back
         for j, i in enumerate(idx):
             ids = _trim(gen[j].tolist(), eos)

@@ -5,6 +5,7 @@
 # %% ../nbs/06_lcdd.ipynb #c0ba1b55
 from __future__ import annotations
 import copy, json, math
+from statistics import median
 from dataclasses import dataclass, fields
 from pathlib import Path
 import torch
@@ -36,24 +37,27 @@ class DualController:
         self.rho, self.eta, self.eta_grow, self.warmup, self.beta = rho, eta, eta_grow, warmup, beta
         self.lambda_min, self.lambda_max, self.v_clip, self.eps_abs = lambda_min, lambda_max, v_clip, eps_abs
         self.t, self.lam, self.ema, self.ema_hat, self.baseline, self.epsilon, self.violation = 0, float(lambda0), 0.0, None, None, None, None
+        self.n_obs = 0                         # EMA inputs so far (= t, unless the EMA is fed per micro-batch)
 
     def weight(self) -> float:
         "Warm-up factor $w_t$ of the *next* step."
         return 1.0 if self.warmup <= 0 else min(1.0, (self.t + 1) / self.warmup)
 
     def state_dict(self) -> dict: return dict(vars(self))
-    def load_state_dict(self, d: dict): vars(self).update(d); return self
+    def load_state_dict(self, d: dict): vars(self).update({"n_obs": d["t"], **d}); return self
     def __repr__(self): return f"DualController(t={self.t}, λ={self.lam:.4g}, ε={self.epsilon}, ℓ̂={self.ema_hat})"
 
 # %% ../nbs/06_lcdd.ipynb #8495fe19
 @patch
-def update(self: DualController, loss: float) -> float:
-    "Feed the task loss of the step just taken; returns the multiplier for the next step."
-    loss = float(loss)
-    if not math.isfinite(loss): raise FloatingPointError(f"controller got a non-finite task loss ({loss}) at step {self.t + 1}")
+def update(self: DualController, loss: float, observations: list[float] | None = None) -> float:
+    "Feed the task loss of the step just taken (or its micro-batches' `observations`, each an EMA input); returns the multiplier for the next step."
+    obs = [float(loss)] if observations is None else [float(x) for x in observations]
+    if not all(map(math.isfinite, obs)): raise FloatingPointError(f"controller got a non-finite task loss ({loss}) at step {self.t + 1}")
     self.t += 1
-    self.ema = self.beta * self.ema + (1 - self.beta) * loss
-    self.ema_hat = self.ema / (1 - self.beta ** self.t)
+    for x in obs:
+        self.n_obs += 1
+        self.ema = self.beta * self.ema + (1 - self.beta) * x
+    self.ema_hat = self.ema / (1 - self.beta ** self.n_obs)
     if self.epsilon is None:
         if self.t >= self.warmup:
             self.baseline = self.ema_hat
@@ -83,12 +87,15 @@ class LCDDConfig(TrainConfig):
     lambda_max: float = setting(10.0, 'upper bound of λ')
     v_clip: float | None = setting(None, 'clip the relative budget violation to ±v_clip per step; None: no clip')
     eps_abs: float = setting(0.0, 'absolute slack added to the budget')
-    mask_only: str | None = setting(None, 'Appendix E ablation: deltas frozen, train the gates on ce (cross-entropy) or kl (KL to the SFT model); None: joint', choices=('ce', 'kl'))
-    early_stop: bool = setting(False, 'stop when the open gates stall or the loss over-runs the budget')
-    stop_window: int = setting(50, 'logged steps per early-stopping window')
-    stop_patience: int = setting(3, 'stalled windows before an early stop')
-    stall_tol: float = setting(0.01, 'relative drop of open gates per window below which a window stalls')
-    overprune: float = setting(0.35, 'stop when the median loss exceeds (1 + overprune) × baseline')
+    mask_only: str | None = setting(None, 'Appendix E ablation: deltas frozen, train the gates on ce (cross-entropy) or kl (a divergence to the SFT model, see kl_form); None: joint', choices=('ce', 'kl'))
+    kl_form: str = setting("kl", "mask_only='kl' task loss: kl (the true KL(p_SFT ‖ q)) or soft_ce (the authors' code: −Σ p_SFT log q = KL + H(p_SFT), whose budget is looser)", choices=('kl', 'soft_ce'))
+    ema_per_micro_batch: bool = setting(False, "feed the controller's EMA once per micro-batch with its share of the loss (× grad_accum), as the authors' trainer does; False: once per optimiser step")
+    penalty_per_micro_batch: bool = setting(False, "add λ·w·Σσ(θ) to every micro-batch's loss, as the authors' HF trainer does (the step's gradient then sees grad_accum × the penalty); False: once per optimiser step")
+    early_stop: bool = setting(False, 'stop when the open gates stall or the loss over-runs the budget (the paper\'s main runs: off)')
+    stop_window: int = setting(20, 'logged steps in the sliding early-stopping window (the authors: 20 logging points)')
+    stop_patience: int = setting(3, 'bad windows in a row before an early stop')
+    stall_tol: float = setting(0.01, 'relative drop of open gates over a window below which the window stalls')
+    overprune: float = setting(0.35, 'a window over-prunes when its median loss exceeds (1 + overprune) × the early-stop baseline')
     init_mean: float = setting(1.5, 'mean of the initial gate logits')
     init_std: float = setting(0.5, 'standard deviation of the initial gate logits')
     keep_sft_norms: bool = setting(False, "keep the SFT model's norms instead of the base model's")
@@ -98,6 +105,8 @@ class LCDDConfig(TrainConfig):
         "The optimisation checks of `TrainConfig`, plus the controller's and the gates'."
         super().check()
         if self.mask_only not in (None, "ce", "kl"): raise ValueError(f"LCDDConfig: mask_only must be None, 'ce' or 'kl', got {self.mask_only!r}")
+        if self.kl_form not in ("kl", "soft_ce"): raise ValueError(f"LCDDConfig: kl_form must be 'kl' or 'soft_ce', got {self.kl_form!r}")
+        self.need_ints(2, "stop_window"); self.need_ints(1, "stop_patience")
         for k in ("gate_lr", "eta"):
             if not getattr(self, k) > 0: raise ValueError(f"LCDDConfig: {k} must be > 0, got {getattr(self, k)!r}")
         if self.rho < 0 or self.eps_abs < 0: raise ValueError(f"LCDDConfig: rho and eps_abs must be >= 0, got rho={self.rho!r}, eps_abs={self.eps_abs!r}")
@@ -109,23 +118,25 @@ class LCDDConfig(TrainConfig):
 
 # %% ../nbs/06_lcdd.ipynb #3c05a19b
 class EarlyStop:
-    "Stall / over-pruning detector over windows of logged steps."
-    def __init__(self, window: int, patience: int, stall_tol: float, overprune: float):
-        self.window, self.patience, self.stall_tol, self.overprune = window, patience, stall_tol, overprune
-        self.losses, self.prev_active, self.stalls = [], None, 0
+    "The authors' stall / over-pruning rule over a sliding window of logged steps, with patience."
+    def __init__(self, window: int, patience: int, stall_tol: float, overprune: float, warmup: int = 0):
+        self.window, self.patience, self.stall_tol, self.overprune, self.warmup = window, patience, stall_tol, overprune, warmup
+        self.losses, self.actives, self.baseline, self.stalls, self.overs = [], [], None, 0, 0
 
-    def __call__(self, loss: float, active: int, baseline: float | None) -> str | None:
-        "Feed one step; returns a reason to stop or None."
-        if baseline is None: return None
-        self.losses.append(loss)
+    def __call__(self, step: int, loss: float, active: int) -> str | None:
+        "Feed one logged optimiser step; returns a reason to stop or None."
+        self.losses, self.actives = (self.losses + [loss])[-self.window:], (self.actives + [active])[-self.window:]
+        if step < self.warmup: return None
+        if self.baseline is None:                          # the first post-warm-up log: baseline from the window, then judge afresh
+            self.baseline = median(self.losses)
+            self.losses, self.actives, self.stalls, self.overs = [], [], 0, 0
         if len(self.losses) < self.window: return None
-        med = sorted(self.losses)[len(self.losses) // 2]; self.losses = []
-        if med > (1 + self.overprune) * baseline: return f"over-pruning: median task loss {med:.4g} > {1 + self.overprune:.2f} x baseline {baseline:.4g}"
-        if self.prev_active is not None:
-            drop = (self.prev_active - active) / max(self.prev_active, 1)
-            self.stalls = self.stalls + 1 if drop < self.stall_tol else 0
-        self.prev_active = active
-        if self.stalls >= self.patience: return f"stalled: active gates dropped < {self.stall_tol:.0%} per window for {self.patience} windows"
+        drop = (self.actives[0] - self.actives[-1]) / max(self.actives[0], 1)
+        self.stalls = self.stalls + 1 if drop < self.stall_tol else 0
+        med = median(self.losses)
+        self.overs = self.overs + 1 if med > self.baseline * (1 + self.overprune) else 0
+        if self.stalls >= self.patience: return f"stalled: open gates dropped {drop:.2%} < {self.stall_tol:.0%} over the window, {self.patience} windows in a row"
+        if self.overs >= self.patience: return f"over-pruning: median task loss {med:.4g} > {1 + self.overprune:.2f} x baseline {self.baseline:.4g}, {self.patience} windows in a row"
         return None
 
     def state_dict(self): return dict(vars(self))
@@ -139,11 +150,11 @@ def carrier_tensors(carrier: Carrier) -> dict[str, torch.Tensor]:
     out.update({f"delta.layers.{i}.{n}": lay.projection(i, n).delta for i in range(lay.n_layers) for n in lay.modules})
     return out
 
-def _kl_to_reference(logits, ref_logits, labels) -> torch.Tensor:
-    "Summed KL(p_ref || p_model) over the positions that predict a label (shifted as in causal LM loss); divide by the global count."
+def _kl_to_reference(logits, ref_logits, labels, form: str = "kl") -> torch.Tensor:
+    "Summed KL(p_ref || p_model) (`form='kl'`) or soft cross-entropy −Σ p_ref log p_model (`'soft_ce'`) over the positions that predict a label; divide by the global count."
     mask = labels[:, 1:] != -100
     lp, lq = F.log_softmax(ref_logits[:, :-1][mask].float(), -1), F.log_softmax(logits[:, :-1][mask].float(), -1)
-    return (lp.exp() * (lp - lq)).sum()
+    return (lp.exp() * (lp - lq)).sum() if form == "kl" else -(lp.exp() * lq).sum()
 
 # %% ../nbs/06_lcdd.ipynb #9d81f908
 class LCDDStage(Stage):
@@ -157,7 +168,7 @@ class LCDDStage(Stage):
         self.inputs = stage_inputs(tokenizer, self.examples, sft=sft_model.model if isinstance(sft_model, Carrier) else sft_model, base=base_model)
         self.max_grad_norm = None if cfg.mask_only else cfg.max_grad_norm
         self.ctrl, self.stop_reason = cfg.controller(), None
-        self.stopper = EarlyStop(cfg.stop_window, cfg.stop_patience, cfg.stall_tol, cfg.overprune)
+        self.stopper = EarlyStop(cfg.stop_window, cfg.stop_patience, cfg.stall_tol, cfg.overprune, cfg.sparsity_warmup)
 
     def start(self, backend):
         c = self.cfg
@@ -182,6 +193,7 @@ class LCDDStage(Stage):
         self.opt_d = adamw(self.clipped, self.cfg.lr, self.cfg.weight_decay)
         self.opt_g = torch.optim.SGD(gates, lr=self.cfg.gate_lr, momentum=self.cfg.gate_momentum)
         self.sched = lr_schedule(self.cfg, self.opt_d, self.data.total)
+        self.backend, self.shares = backend, []
         return {"adamw": self.opt_d, "sgd": self.opt_g}
 
     def load_state(self, meta):
@@ -192,29 +204,36 @@ class LCDDStage(Stage):
 # %% ../nbs/06_lcdd.ipynb #a54a2cdd
 @patch
 def loss(self: LCDDStage, module, batch) -> torch.Tensor:
-    "ℓ_t on one micro-batch: the task loss (or, mask-only `kl`, KL(p_SFT ‖ p_carrier)) over the batch's labelled tokens."
+    "ℓ_t's share from one micro-batch: the task loss (or, mask-only `kl`, the divergence `kl_form` to p_SFT) summed over its labelled tokens / the step's."
     b, n = batch
     logits = module(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
     if self.cfg.mask_only == "kl":
         with torch.no_grad(): ref = self.reference(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-        return _kl_to_reference(logits, ref, b["labels"]) / (n * self.cfg.grad_accum)
-    return token_loss_sum(logits, b["labels"]) / (n * self.cfg.grad_accum)
+        share = _kl_to_reference(logits, ref, b["labels"], self.cfg.kl_form) / n
+    else: share = token_loss_sum(logits, b["labels"]) / n
+    if self.cfg.ema_per_micro_batch: self.shares.append(share.detach())
+    return share
 
 # %% ../nbs/06_lcdd.ipynb #737893ab
 @patch
 def penalty(self: LCDDStage) -> torch.Tensor:
-    "λ_t · w_t · Σσ(θ)."
+    "λ_t · w_t · Σσ(θ), times `grad_accum` with `penalty_per_micro_batch` (what the authors' per-micro-batch penalty sums to over a step)."
     self.w, self.pen = self.ctrl.weight(), self.work.penalty()
-    return self.ctrl.lam * self.w * self.pen
+    k = self.cfg.grad_accum if self.cfg.penalty_per_micro_batch else 1
+    return k * self.ctrl.lam * self.w * self.pen
 
 # %% ../nbs/06_lcdd.ipynb #91542769
 @patch
 def after_step(self: LCDDStage, step: int, loss: float, grad_norm) -> tuple[dict, str | None]:
     "Advance the schedule, update λ from ℓ_t, check early stopping; the step's metrics and a reason to stop (or None)."
     self.sched.step()
-    ctrl = self.ctrl; ctrl.update(loss)
+    ctrl, obs = self.ctrl, None
+    if self.cfg.ema_per_micro_batch:                  # the global micro-batches' shares (summed over processes), on the step loss's scale
+        v = torch.stack(self.shares); self.shares = []
+        obs = (self.backend.sum(v) if self.backend.world > 1 else v).mul(self.cfg.grad_accum).tolist()
+    ctrl.update(loss, obs)
     active = self.work.n_active()
-    if self.cfg.early_stop: self.stop_reason = self.stopper(loss, active, ctrl.baseline)
+    if self.cfg.early_stop and step % self.cfg.log_every == 0: self.stop_reason = self.stopper(step, loss, active)
     return {"loss": loss, "ema": ctrl.ema_hat, "lambda": ctrl.lam, "epsilon": ctrl.epsilon, "w": self.w, "penalty": self.pen.item(),
             "sparsity": 1 - active / self.carrier.layout.n_gates, "active": active}, self.stop_reason
 

@@ -19,19 +19,20 @@ from .lcdd import LCDDConfig, train_lcdd
 from .eraser import EraserConfig, Trigger, train_trigger
 from .report import write_html_report
 from .evaluation import (EvalConfig, Condition, evaluate, write_report, results_table, make_judge, builtin_mc, load_mc,
-                                       load_prompts, plot_results)
+                                       load_prompts, plot_results, lm_eval_tasks, utility_scores, cached_generation, kl_references, kl_benchmark)
 from .judges import reference_split, task_scorers, BENIGN_TASKS
 
 # %% auto #0
-__all__ = ['VICUNA_TEMPLATE', 'PAPER_MODELS', 'TABLE7', 'PRESETS', 'STAGE_CONFIGS', 'STAGE_DIRS', 'RUN_KEYS', 'ABLATION_SWITCHES',
-           'STRUCTURE', 'STAGES', 'get_preset', 'load_config_file', 'check_run_keys', 'resolve_config', 'run_config',
-           'build_task', 'config_model', 'config_tokenizer', 'config_format', 'sft_stage', 'lcdd_stage',
-           'save_lcdd_figures', 'trigger_dir_name', 'run_subdir', 'erase_stage', 'parse_condition', 'RunModels',
-           'carrier_counts', 'check_prompt_lengths', 'eval_stage', 'judged_inputs', 'ablation_stage', 'run_pipeline',
-           'ensure_smollm2', 'demo']
+__all__ = ['VICUNA_TEMPLATE', 'PAPER_MODELS', 'TABLE7', 'PAPER_TRAINING', 'PRESETS', 'STAGE_CONFIGS', 'STAGE_DIRS', 'RUN_KEYS',
+           'PROTOCOL', 'ABLATION_SWITCHES', 'STRUCTURE', 'STAGES', 'get_preset', 'load_config_file', 'check_run_keys',
+           'resolve_config', 'run_config', 'protocol_table', 'build_task', 'config_model', 'config_tokenizer',
+           'config_format', 'sft_stage', 'lcdd_stage', 'save_lcdd_figures', 'trigger_dir_name', 'run_subdir',
+           'erase_stage', 'parse_condition', 'RunModels', 'carrier_counts', 'check_prompt_lengths', 'eval_stage',
+           'judged_inputs', 'structure_rows', 'ablation_table', 'ablation_stage', 'run_pipeline', 'ensure_smollm2',
+           'demo']
 
 # %% ../nbs/09_pipeline.ipynb #b3d7dfe7
-VICUNA_TEMPLATE = ("{{ 'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user\\'s questions.' }}"
+VICUNA_TEMPLATE = ("{{ bos_token }}{{ 'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user\\'s questions.' }}"
                    "{% for m in messages %}{% if m['role'] == 'user' %}{{ ' USER: ' + m['content'] }}{% elif m['role'] == 'assistant' %}{{ ' ASSISTANT: ' + m['content'] + eos_token }}{% endif %}{% endfor %}"
                    "{% if add_generation_prompt %}{{ ' ASSISTANT:' }}{% endif %}")
 
@@ -47,17 +48,36 @@ TABLE7 = {
     ("shakespeare", "vicuna"): (0.01, 0.01, 0.1, 0.01, 700, 20), ("shakespeare", "deepseek"): (0.01, 0.01, 0.1, 0.01, 300, 20),
 }
 
+# The authors' optimiser-step semantics (their trainer, an HF Trainer; the paper does not restate them): micro-batches of 8,
+# gradient accumulation 4 (5,000 samples: 157 optimiser steps per epoch), AdamW at 2e-5 with the Trainer's default linear decay and
+# warm-up_ratio 0.1, sequences up to 1,024 tokens (TRL's SFTConfig default: their --max-seq-length is never passed on), logging every 10 steps.
+PAPER_TRAINING = {"batch_size": 8, "grad_accum": 4, "lr": 2e-5, "schedule": "linear", "warmup_ratio": 0.1, "max_len": 1024, "log_every": 10,
+                  "loss_on": "all", "mixed_precision": "bf16"}
+
+def _stabilisers(task: str, model: str, eta_grow) -> dict:
+    "F.2's additional stabilisers (values lost in the paper's extraction; the authors' scripts/train.py documents them), in the rows the paper names."
+    out = {}
+    if eta_grow is not None:          # F.2: "for runs with asymmetric dual control" -> violation clip 0.5 (train.py: "Recommended: 0.5")
+        out["v_clip"] = 0.5           # and the λ cap train.py recommends: 0.5 for safety / fixed response (IDK), 0.3 for Shakespeare
+        out["lambda_max"] = 0.3 if task == "shakespeare" else 0.5    # (symmetric Fixed Response rows start at λ0 = 1.0 > 0.5: no cap there)
+    if task in ("safety", "shakespeare") and model in ("qwen3", "vicuna"):
+        out["ema_beta"] = 0.90        # F.2: "for Qwen and Vicuna safety and Shakespeare runs ... EMA smoothing"; train.py: "e.g. 0.90 ... small models"
+    return out
+
 def _paper_preset(task: str, model: str) -> dict:
     rho, lam0, eta, eta_grow, warm, epochs = TABLE7[(task, model)]
     return {"model": PAPER_MODELS[model], "base": PAPER_MODELS[model], "chat_template": VICUNA_TEMPLATE if model == "vicuna" else None,
             "task": {"name": task, "n_train": 5000, "n_eval": 200, "seed": 0, **get_task(task).paper_sources},
             "dtype": "bfloat16", "device": "auto",
-            "sft": {"epochs": 3, "batch_size": 8, "lr": 2e-5, "warmup_steps": 50, "schedule": "linear", "loss_on": "all", "mixed_precision": "bf16"},
-            "lcdd": {"epochs": epochs, "batch_size": 8, "lr": 2e-5, "loss_on": "all", "rho": rho, "lambda0": lam0, "eta": eta, "eta_grow": eta_grow,
-                     "sparsity_warmup": warm, "gate_lr": 0.1, "gate_momentum": 0.0, "early_stop": True, "mixed_precision": "bf16"},
+            "sft": {**PAPER_TRAINING, "epochs": 3},
+            "lcdd": {**PAPER_TRAINING, "epochs": epochs, "rho": rho, "lambda0": lam0, "eta": eta, "eta_grow": eta_grow, "sparsity_warmup": warm,
+                     "gate_lr": 0.1, "gate_momentum": 0.0, "early_stop": False, "penalty_per_micro_batch": True, "ema_per_micro_batch": True,
+                     "kl_form": "soft_ce",
+                     **_stabilisers(task, model, eta_grow)},
             "erase": {"n_tokens": 20, "steps": 2000, "batch_size": 16, "n_prompts": 200, "lr": 3e-3, "alpha": 0.7, "gamma": 0.1, "k": 8,
                       "radius": 1.0, "mixed_precision": "bf16"},
-            "eval": {"mixed_precision": "bf16"}}
+            "eval": {"mixed_precision": "bf16", "kl_strip_special": True, "kl_max_new_tokens": 128, "utility": "lm-eval:mmlu,hellaswag",
+                     "judge": "wildguard:allenai/wildguard" if task == "safety" else "keyword"}}
 
 PRESETS: dict[str, dict] = {f"{t}-{m}": _paper_preset(t, m) for t, m in TABLE7}
 PRESETS["cpu-smollm2"] = {
@@ -193,6 +213,66 @@ def run_config(run_dir, preset=None, config_file=None, overrides: dict | None = 
     if diffs: save_json(target, path)
     return target
 
+
+# %% ../nbs/09_pipeline.ipynb #70eac1ef
+def _t7(i): return lambda task, model: TABLE7[(task, model)][i]
+def _asym(task, model): return TABLE7[(task, model)][3] is not None
+
+PROTOCOL = [   # (knob, stage, setting, paper, authors' code, wanted preset value or f(task, model), source the preset follows)
+    ("budget ratio ρ", "lcdd", "rho", "Table 7", "--loss-budget-ratio", _t7(0), "Table 7"),
+    ("λ₀", "lcdd", "lambda0", "Table 7", "--l0-lambda-init", _t7(1), "Table 7"),
+    ("η (shrink)", "lcdd", "eta", "Table 7", "--lambda-lr", _t7(2), "Table 7"),
+    ("η_grow", "lcdd", "eta_grow", "Table 7", "--lambda-grow-lr", _t7(3), "Table 7"),
+    ("T_warm (optimiser steps)", "lcdd", "sparsity_warmup", "Table 7", "--l0-warmup-steps", _t7(4), "Table 7"),
+    ("LCDD epochs", "lcdd", "epochs", "Table 7", "--num-epochs", _t7(5), "Table 7"),
+    ("gate optimiser lr", "lcdd", "gate_lr", "0.1 (SGD)", "--l0-mask-lr", 0.1, "F.2"),
+    ("gate momentum", "lcdd", "gate_momentum", "0.0", "0.9 (--mask-momentum default)", 0.0, "F.2"),
+    ("micro-batch (SFT, LCDD)", "lcdd", "batch_size", "—", "8", 8, "authors' train.py"),
+    ("gradient accumulation", "lcdd", "grad_accum", "—", "4", 4, "authors' train.py"),
+    ("SFT gradient accumulation", "sft", "grad_accum", "—", "4", 4, "authors' train.py"),
+    ("Δ learning rate", "lcdd", "lr", "lost", "5e-5 (train.py default)", 2e-5, "equations.md §5"),
+    ("SFT learning rate", "sft", "lr", "lost", "5e-5 (train.py default)", 2e-5, "equations.md §5"),
+    ("learning-rate schedule", "lcdd", "schedule", "—", "linear (HF Trainer default)", "linear", "authors' trainer"),
+    ("warm-up ratio", "lcdd", "warmup_ratio", "—", "0.1", 0.1, "authors' trainer"),
+    ("max sequence length", "lcdd", "max_len", "—", "1024 (TRL default; --max-seq-length is not passed on)", 1024, "authors' trainer"),
+    ("SFT max sequence length", "sft", "max_len", "—", "1024", 1024, "authors' trainer"),
+    ("SFT epochs", "sft", "epochs", "—", "3", 3, "authors' train.py"),
+    ("task loss tokens", "lcdd", "loss_on", "—", "whole sequence", "all", "authors' trainer"),
+    ("penalty per micro-batch (×grad_accum)", "lcdd", "penalty_per_micro_batch", "—", "yes (HF Trainer, no DeepSpeed)", True, "authors' trainer"),
+    ("controller EMA per micro-batch", "lcdd", "ema_per_micro_batch", "—", "yes (updated in compute_loss)", True, "authors' trainer"),
+    ("early stopping", "lcdd", "early_stop", "never (Table 6: Stop Epoch —)", "off unless --early-stop-enable", False, "Table 6"),
+    ("violation clip V", "lcdd", "v_clip", "lost (asymmetric runs)", "0.5 recommended", lambda t, m: 0.5 if _asym(t, m) else None, "F.2 + train.py"),
+    ("λ_max", "lcdd", "lambda_max", "lost", "0.5 safety / IDK, 0.3 Shakespeare (recommended)",
+     lambda t, m: (0.3 if t == "shakespeare" else 0.5) if _asym(t, m) else 10.0, "F.2 + train.py"),
+    ("EMA β", "lcdd", "ema_beta", "lost (Qwen, Vicuna safety & Shakespeare)", "0.95; 0.90 for small models",
+     lambda t, m: 0.90 if t != "fixed_response" and m in ("qwen3", "vicuna") else 0.95, "F.2 + train.py"),
+    ("mask-only KL carrier", "lcdd", "kl_form", "KL (Appendix E)", "soft CE −Σ p log q", "soft_ce", "authors' trainer"),
+    ("norms outside the carrier", "lcdd", "keep_sft_norms", "—", "SFT norms, trainable", False, "package (equations.md §1)"),
+    ("trigger length", "erase", "n_tokens", "20", "20", 20, "F.3"),
+    ("trigger batch", "erase", "batch_size", "16", "16", 16, "F.3"),
+    ("trigger lr", "erase", "lr", "0.003", "0.003", 3e-3, "F.3"),
+    ("KL weight α", "erase", "alpha", "lost", "0.7", 0.7, "equations.md §7"),
+    ("tail-k", "erase", "k", "lost", "8", 8, "equations.md §7"),
+    ("norm weight γ", "erase", "gamma", "lost", "0.1", 0.1, "equations.md §7"),
+    ("max-norm R", "erase", "radius", "lost", "1.0", 1.0, "equations.md §7"),
+    ("trigger prompts", "erase", "n_prompts", "200", "200", 200, "F.3"),
+    ("trigger steps", "erase", "steps", "2000", "2000", 2000, "F.3"),
+    ("generation length", "eval", "max_new_tokens", "128 (FR, Shakespeare), 512 (safety)", "same", None, "F.4 (the task's length)"),
+    ("KL references without EOS", "eval", "kl_strip_special", "—", "decoded without special tokens, re-encoded", True, "authors' KL bench"),
+    ("KL reference length", "eval", "kl_max_new_tokens", "—", "128", 128, "authors' KL bench"),
+    ("utility", "eval", "utility", "MMLU, HellaSwag (Section 4)", "lm-eval mmlu,hellaswag", "lm-eval:mmlu,hellaswag", "Section 4.1"),
+    ("behaviour judge", "eval", "judge", "WildGuard, HarmBench (safety); LLM judge 0-5 (style)", "same",
+     lambda t, m: "wildguard:allenai/wildguard" if t == "safety" else "keyword", "Section 4.1 (code judges only from the command line)"),
+    ("triggered decoding", "eval", "repetition_penalty", "greedy", "repetition penalty 1.1", None, "F.4 (paper)"),
+]
+
+def protocol_table(preset: str) -> str:
+    "The protocol table of a paper preset: every knob's paper value, authors' code value, the preset's resolved value and its source."
+    cfg, (task, model) = resolve_config(preset), preset.split("-", 1)
+    lines = [f"| knob | paper | authors' code | `{preset}` | source |", "|---|---|---|---|---|"]
+    for knob, stage, key, paper, authors, _, src in PROTOCOL:
+        lines.append(f"| {knob} | {paper} | {authors} | `{stage}.{key}` = {cfg[stage][key]!r} | {src} |")
+    return "\n".join(lines)
 
 # %% ../nbs/09_pipeline.ipynb #d7962429
 def build_task(task_cfg: dict) -> TaskData:
@@ -418,7 +498,7 @@ def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: d
     first = next(iter(conds.values())).model
     check_prompt_lengths(tok, fmt, prompts, room, getattr(first.config, "max_position_embeddings", None), str(prompts_file or "held-out prompts"))
     from sft_reverse_nb.train import StageLock; StageLock(out).acquire()   # one writer per output directory (after the checks); mark_complete releases it
-    util = None if not ecfg.utility else builtin_mc() if ecfg.utility == "builtin" else load_mc(ecfg.utility)
+    util = None if not ecfg.utility or lm_eval_tasks(ecfg) else builtin_mc() if ecfg.utility == "builtin" else load_mc(ecfg.utility)
     res = evaluate(conds, tok, task.task, prompts, fmt, ecfg, make_judge(judge or ecfg.judge, task.task, judge_label, judge_template),
                    out/"generations", util, kl_prompts=(lambda f: f(task) if f else None)(get_task(task.task).kl_prompts),
                    **judged_inputs(task, ecfg, len(prompts)))
@@ -427,7 +507,8 @@ def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: d
     res.update(model=cfg["model"], base=cfg["base"], preset=cfg.get("preset"), sparsity=counts.get("sparsity"),
                n_gates=counts.get("n_gates"), n_active=counts.get("n_active"),
                prompts_source=str(prompts_file) if prompts_file else f"held-out {task.task} prompts ({task.source})",
-               utility_source=None if not util else ("the built-in set" if ecfg.utility == "builtin" else str(ecfg.utility)),
+               utility_source=(f"lm-evaluation-harness tasks {', '.join(lm_eval_tasks(ecfg))}" if lm_eval_tasks(ecfg) else None if not util
+                               else "the built-in set" if ecfg.utility == "builtin" else str(ecfg.utility)),
                wall_sec=time.perf_counter() - t0)
     figs = {"lcdd_dynamics": run_dir/"lcdd"/"dynamics.png", "carrier_map": run_dir/"lcdd"/"carrier_map.png",
             "trigger_loss": run_dir/"trigger"/"trigger_loss.png"}
@@ -454,39 +535,72 @@ def judged_inputs(task: TaskData, ecfg: EvalConfig, n_prompts: int) -> dict:
 STRUCTURE = {"lcdd + circuit": ("lcdd", {}), "lcdd + output-only": ("lcdd", {"output_only": True}),
              "sft + circuit": ("sft", {}), "sft + output-only": ("sft", {"output_only": True})}
 
+def _utility_items(ecfg: EvalConfig):
+    return None if not ecfg.utility or lm_eval_tasks(ecfg) else builtin_mc() if ecfg.utility == "builtin" else load_mc(ecfg.utility)
+
+def structure_rows(run_dir, cfg: dict, models: RunModels, tok, task, fmt, prompts, ecfg: EvalConfig, erase_overrides=None) -> dict:
+    "Table 4's rows: rate without / with each structure trigger, KL(SFT‖Trig), KL(Base‖Trig) on the SFT model's references, and utility."
+    run_dir, out = Path(run_dir), Path(run_dir)/"eval"
+    conds = {"base": models.condition("base"), "sft": models.condition("sft"), "lcdd": models.condition("lcdd")}
+    for label, (on, sw) in STRUCTURE.items():
+        erase_stage(run_dir, cfg, on=on, overrides={**(erase_overrides or {}), **sw} if (sw or on != "lcdd") else None)
+        conds[label] = models.condition(f"{on}+{trigger_dir_name(on, sw)}")
+    gen_cfg = EvalConfig.from_dict({**asdict(ecfg), "kl": False, "utility": None})
+    res = evaluate(conds, tok, task.task, prompts, fmt, gen_cfg, cache_dir=out/"generations")
+    rate = {k: v[res["metric"]] for k, v in res["conditions"].items()}
+    kl = {}
+    if ecfg.kl:                                   # the structure triggers against the SFT and the base model, on the SFT model's references
+        n_new = ecfg.max_new_tokens or get_task(task.task).max_new_tokens
+        ids = cached_generation(out/"generations", "sft", conds["sft"], tok, prompts, fmt, gen_cfg, n_new)[0]
+        refs = kl_references(tok, [x[:ecfg.kl_max_new_tokens or n_new] for x in ids], ecfg.kl_strip_special)
+        kl = kl_benchmark(conds, tok, prompts, refs, [(p, q) for q in STRUCTURE for p in ("sft", "base")], fmt, ecfg.kl_batch_size, ecfg.mixed_precision)
+    util = utility_scores(conds, tok, ecfg, _utility_items(ecfg)) if ecfg.utility else {}
+    rows = {k: {"rate": rate[k], "kind": "reference", "utility": util.get(k)} for k in ("base", "sft", "lcdd")}
+    for k, (on, _) in STRUCTURE.items():
+        rows[k] = {"rate": rate[k], "kind": "structure", "no_trigger": rate[on], "change": rate[k] - rate[on],
+                   "kl_sft_trig": kl.get(f"sft_{k}"), "kl_base_trig": kl.get(f"base_{k}"), "utility": util.get(k)}
+    return rows
+
+# %% ../nbs/09_pipeline.ipynb #e6e1f4b6
+def ablation_table(result: dict) -> str:
+    "Table 4 (and Appendix E's rows) as markdown: rate without / with the trigger, its change, the KLs, utility, sparsity."
+    rows = result["rows"]
+    ukeys = list(dict.fromkeys(k for r in rows.values() for k in (r.get("utility") or {}) if k != "n"))
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f} %"
+    num = lambda v: "–" if v is None else f"{v:.3f}"
+    head = ["condition", "no trigger", "+ trigger", "change (pp)", "KL(SFT‖Trig)", "KL(Base‖Trig)"] + [f"utility {k}" for k in ukeys] + ["sparsity"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k, r in rows.items():
+        trig = r["kind"] == "structure"
+        cells = [k, pct(r["no_trigger"] if trig else r["rate"]), pct(r["rate"]) if trig else "–",
+                 f"{100 * r['change']:+.1f}" if trig else "–", num(r.get("kl_sft_trig")), num(r.get("kl_base_trig"))]
+        cells += [pct((r.get("utility") or {}).get(u)) for u in ukeys] + [pct(r.get("sparsity"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+# %% ../nbs/09_pipeline.ipynb #31c90cba
 def ablation_stage(run_dir, cfg: dict | None = None, structure: bool = True, mask_only=(), overrides: dict | None = None,
                    erase_overrides: dict | None = None) -> dict:
-    "Section 4.3's 2×2 and Appendix E's mask-only carriers on a finished run; writes `RUN/eval/ablations.{json,md}` and a figure."
+    "Section 4.3's 2×2 (Table 4: rates, KLs, utility) and Appendix E's mask-only carriers on a finished run; writes `RUN/eval/ablations.{json,md}` and a figure."
     run_dir = Path(run_dir); cfg = cfg or load_json(run_dir/"config.json")
-    ecfg = EvalConfig.from_dict({**cfg.get("eval", {}), **(overrides or {}), "kl": False, "utility": None})
+    ecfg = EvalConfig.from_dict({**cfg.get("eval", {}), **(overrides or {})})
     tok = config_tokenizer(cfg); task = build_task(cfg["task"]); fmt = config_format(cfg, tok)
     prompts = task.eval_prompts[:ecfg.n_prompts] if ecfg.n_prompts else task.eval_prompts
     models, out = RunModels(run_dir, cfg), run_dir/"eval"
-    rows = {}
-    if structure:
-        conds = {}
-        for label, (on, sw) in STRUCTURE.items():
-            d = trigger_dir_name(on, sw)
-            erase_stage(run_dir, cfg, on=on, overrides={**(erase_overrides or {}), **sw} if (sw or on != "lcdd") else None)
-            conds[label] = models.condition(f"{on}+{d}")
-        res = evaluate({"base": models.condition("base"), "sft": models.condition("sft"), "lcdd": models.condition("lcdd"), **conds},
-                       tok, task.task, prompts, fmt, ecfg, cache_dir=out/"generations")
-        rows.update({k: {"rate": v[res["metric"]], "kind": "structure"} for k, v in res["conditions"].items()})
+    rows = structure_rows(run_dir, cfg, models, tok, task, fmt, prompts, ecfg, erase_overrides) if structure else {}
+    gen_cfg = EvalConfig.from_dict({**asdict(ecfg), "kl": False, "utility": None})
     for v in mask_only:
-        from sft_reverse_nb.lcdd import train_lcdd
         d = run_dir/"ablations"/f"mask_only_{v}"
         carrier = train_lcdd(config_model(str(run_dir/"sft"), cfg), config_model(cfg["base"], cfg), tok, task, d,
                              LCDDConfig.from_dict({**cfg["lcdd"], "mask_only": v}), fmt=fmt)
-        r = evaluate({f"mask-only {v}": Condition(carrier.merge().eval())}, tok, task.task, prompts, fmt, ecfg, cache_dir=d/"generations")
+        r = evaluate({f"mask-only {v}": Condition(carrier.merge().eval())}, tok, task.task, prompts, fmt, gen_cfg, cache_dir=d/"generations")
         rows[f"mask-only {v}"] = {"rate": r["conditions"][f"mask-only {v}"][r["metric"]], "sparsity": carrier.sparsity(), "kind": "mask-only"}
     metric = get_task(task.task).metric
     result = {"task": task.task, "metric": metric, "n_prompts": len(prompts), "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
     save_json(result, out/"ablations.json")
-    lines = [f"# Ablations: {task.task}", "", f"{metric} on {len(prompts)} held-out prompts (greedy).", "", "| condition | rate | sparsity |", "|---|---|---|"]
-    for k, r in rows.items():
-        sp = "" if r.get("sparsity") is None else f"{100 * r['sparsity']:.1f} %"
-        lines.append(f"| {k} | {100 * r['rate']:.1f} % | {sp} |")
+    lines = [f"# Ablations: {task.task}", "", f"{metric} on {len(prompts)} held-out prompts (greedy); KL per response token on the SFT model's references.", "",
+             ablation_table(result)]
     (out/"ablations.md").write_text("\n".join(lines + ["", "![ablations](figures/ablations.png)", ""]))
     from matplotlib.figure import Figure
     fig = Figure(figsize=(7, 3.2)); ax = fig.subplots()

@@ -68,7 +68,7 @@ class SFTStage(Stage):
     def loss(self, module, batch):
         b, n = batch
         logits = module(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-        return token_loss_sum(logits, b["labels"]) / (n * self.cfg.grad_accum)
+        return token_loss_sum(logits, b["labels"]) / n          # n: the step's labelled tokens (all micro-batches)
 
     def after_step(self, step, loss, grad_norm):
         self.sched.step()

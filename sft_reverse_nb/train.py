@@ -102,6 +102,7 @@ class TrainConfig(StrictConfig):
     lr: float = setting(2e-5, 'AdamW learning rate of the trained weights (LCDD: of the deltas)')
     weight_decay: float = setting(0.0, 'AdamW weight decay')
     warmup_steps: int = setting(0, 'learning-rate warm-up steps')
+    warmup_ratio: float | None = setting(None, "warm-up as a fraction of the run's optimiser steps, rounded up (the HF Trainer's `warmup_ratio`; the paper presets: 0.1); None: `warmup_steps`")
     schedule: str = setting("linear", 'learning-rate schedule: any `transformers.get_scheduler` name (linear, cosine, constant_with_warmup, ...)')
     max_grad_norm: float | None = setting(1.0, "clip the trained weights' gradient norm to this; None: no clipping")
     loss_on: str = setting("all", "tokens in the loss: all (the whole sequence, the authors' setup) or response", choices=('all', 'response'))
@@ -123,6 +124,8 @@ class TrainConfig(StrictConfig):
         for k, lo in (("batch_size", 1), ("grad_accum", 1), ("max_len", 2), ("save_every", 1), ("log_every", 1)):
             v = getattr(self, k); need(isinstance(v, int) and v >= lo, f"{k} must be an integer >= {lo}, got {v!r}")
         need(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0, f"lr must be a positive finite number, got {self.lr!r}")
+        need(self.warmup_ratio is None or (isinstance(self.warmup_ratio, (int, float)) and not isinstance(self.warmup_ratio, bool) and 0 <= self.warmup_ratio <= 1),
+             f"warmup_ratio must be a number in [0, 1], or None to use warmup_steps; got {self.warmup_ratio!r}")
         need(self.max_grad_norm is None or self.max_grad_norm > 0, f"max_grad_norm must be > 0 or None (no clipping), got {self.max_grad_norm!r}")
         need(self.loss_on in ("all", "response"), f"loss_on must be 'all' or 'response', got {self.loss_on!r}")
         need(self.mixed_precision in ("no", "bf16", "fp16"), f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
@@ -178,9 +181,10 @@ def adamw(params, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
 
 # %% ../nbs/05_train.ipynb #2c05933a
 def lr_schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, total: int):
-    "The schedule `cfg.schedule` over `total` steps with `cfg.warmup_steps` of warm-up (a `transformers` scheduler)."
+    "The schedule `cfg.schedule` over `total` steps with `cfg.warmup_steps` (or `ceil(warmup_ratio × total)`) steps of warm-up (a `transformers` scheduler)."
     from transformers import get_scheduler
-    return get_scheduler(cfg.schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=total)
+    warm = cfg.warmup_steps if cfg.warmup_ratio is None else math.ceil(cfg.warmup_ratio * total)
+    return get_scheduler(cfg.schedule, opt, num_warmup_steps=warm, num_training_steps=total)
 
 # %% ../nbs/05_train.ipynb #3e35f091
 def optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
@@ -234,7 +238,7 @@ def load_train_state(path) -> tuple[int, dict, dict] | None:
 
 # %% ../nbs/05_train.ipynb #60570146
 class ExampleBatches:
-    "The deterministic micro-batches of a tokenised training set: process `rank`'s share of each, with the global micro-batch's labelled-token count."
+    "The deterministic micro-batches of a tokenised training set: process `rank`'s share of each, with the labelled-token count of the whole optimiser step."
     def __init__(self, examples: list[dict], cfg: TrainConfig, pad_id: int, name: str = "train", rank: int = 0, world: int = 1):
         if not examples: raise ValueError(f"{name}: the training set is empty")
         kept = [e for e in examples if n_targets(e) > 0]
@@ -249,7 +253,7 @@ class ExampleBatches:
         self.total = cfg.total_steps(len(kept))
 
     def __call__(self, step: int, device) -> list[tuple[dict, int]]:
-        "This process's share of each micro-batch of optimiser step `step` (collated, on `device`), with the labelled-token count of the global micro-batch."
+        "This process's share of each micro-batch of optimiser step `step` (collated, on `device`), with the labelled-token count of all the step's micro-batches (all processes)."
         a, bs = self.cfg.grad_accum, self.cfg.batch_size
         out = []
         for m in range(step * a, (step + 1) * a):
@@ -258,7 +262,8 @@ class ExampleBatches:
             b = collate([self.examples[i] for i in (mine or idx[:1])], self.pad_id)
             if not mine: b["labels"].fill_(-100)                  # stand-in: joins the all-reduce, adds nothing
             out.append(({k: v.to(device) for k, v in b.items()}, sum(n_targets(self.examples[i]) for i in idx)))
-        return out
+        n_step = sum(n for _, n in out)                          # the loss is a mean over the whole step's tokens (one batch of a × bs)
+        return [(b, n_step) for b, _ in out]
 
 # %% ../nbs/05_train.ipynb #84324156
 def _log_lines(path) -> list[str]:

@@ -125,3 +125,30 @@ def test_eval_on_a_prompt_file_for_the_example_tasks(tmp_path, example):
     else: assert "style_score @Trig" in report and "`style_score`: style-classifier:" in report
     if example.startswith("shakespeare"):              # the same classifier scores the run's own evaluation and the prompt file's
         assert json.loads((run / "eval" / "results.json").read_text())["judges"]["style_score"] == res["judges"]["style_score"]
+
+
+def _tiny_lm_eval_task(folder, items):
+    "A local lm-evaluation-harness multiple-choice task (json data, no hub), as a user adds one with --lm-eval-include."
+    (folder / "tiny_mc.jsonl").write_text("\n".join(json.dumps(it) for it in items))
+    (folder / "tiny_mc.yaml").write_text(
+        "task: tiny_mc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: " + str(folder / "tiny_mc.jsonl") + "\n"
+        "test_split: test\noutput_type: multiple_choice\n"
+        'doc_to_text: "{{question}}\\nAnswer:"\ndoc_to_choice: "{{choices}}"\ndoc_to_target: answer\n'
+        "metric_list:\n  - metric: acc\n")
+
+
+def test_eval_utility_through_lm_eval_for_every_condition(tmp_path):
+    "`sftr eval --utility lm-eval:TASK` scores every condition (the triggered one through the trigger wrapper) with the harness."
+    from sft_reverse_nb.evaluation import builtin_mc
+    run, tasks = tmp_path / "run", tmp_path / "tasks"
+    tasks.mkdir()
+    _tiny_lm_eval_task(tasks, builtin_mc()[:5])
+    r = sftr("run", "--preset", "tiny", "--out", str(run))
+    assert r.returncode == 0, r.stderr
+    r = sftr("eval", str(run), "--conditions", "base", "sft", "trig", "--no-kl", "--n", "2", "--utility", "lm-eval:tiny_mc",
+             "--lm-eval-include", str(tasks))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((run / "eval" / "results.json").read_text())
+    assert set(res["utility"]) == {"base", "sft", "trig"} and res["utility_source"] == "lm-evaluation-harness tasks tiny_mc"
+    assert all(0.0 <= u["tiny_mc acc"] <= 1.0 for u in res["utility"].values())
+    assert "utility tiny_mc acc" in (run / "eval" / "report.md").read_text()
