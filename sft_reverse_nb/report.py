@@ -79,12 +79,16 @@ def results_html(res: dict) -> str:
     "The results table (behaviour rate by each judge, sparsity, KL triad) and the per-condition table, as HTML."
     metric, conds = res["metric"], res["conditions"]
     judges = [res["judge"]] + (["keyword"] if not res["judge"].startswith("keyword") else [])
-    head = ["condition", f"{metric} ({res['judge']})"] + (["judge score"] if any("judge_score" in m for m in conds.values()) else [])
-    head += ["utility acc"] if res.get("utility") else []
+    measures = [metric] + [k for k in res.get("judges", {}) if k != metric]           # the judged measures of 04c_judges: style_score, ref_nll, ...
+    jkeys = sorted({k for m in conds.values() for k in m if k.startswith("judge_")})   # a generative judge's means (judge_score, judge_harmful_response, ...)
+    util = res.get("utility") or {}
+    ukeys = list(dict.fromkeys(k for u in util.values() for k in u if k != "n"))       # built-in: acc, acc_norm; lm-eval: "TASK acc", ...
+    head = ["condition", f"{metric} ({res['judge']})"] + [f"{k} ({res['judges'][k]})" for k in measures[1:]] + jkeys + [f"utility {k}" for k in ukeys]
+    num = lambda v: "–" if v is None or v != v else f"{v:.3f}"
     rows = []
     for n, m in conds.items():
-        r = [n, _pct(m[metric])] + ([f"{m['judge_score']:.3f}" if "judge_score" in m else "–"] if "judge score" in head else [])
-        rows.append(r + ([_pct(res["utility"][n]["acc"]) if n in res["utility"] else "–"] if res.get("utility") else []))
+        r = [n] + [num(m.get(k)) if k == "ref_nll" else _pct(m.get(k)) for k in measures] + [num(m.get(k)) for k in jkeys]
+        rows.append(r + [_pct(util[n].get(k)) if n in util else "–" for k in ukeys])
     out = f"<p>Judges: {', '.join(f'<code>{html.escape(j)}</code>' for j in judges)}. Sparsity of the carrier: {_pct(res.get('sparsity'))}" + \
           (f" ({res['n_active']:,} of {res['n_gates']:,} gates open)" if res.get("n_gates") else "") + ".</p>"
     out += html_table(head, rows, "results")
