@@ -22,7 +22,8 @@ from .report import write_html_report
 # %% auto #0
 __all__ = ['DURABILITY_NOTES', 'bf16_round_trip', 'int8_round_trip', 'benign_pairs', 'lora_finetune', 'nearest_tokens',
            'norm_matched_random', 'switch_rates', 'durability_rows', 'durability_table', 'durability_stage',
-           'sweep_value', 'sweep_dir', 'sweep_point', 'pareto_front', 'sweep_table', 'plot_sweep', 'sweep_stage']
+           'sweep_value', 'sweep_dir', 'point_of', 'own_point', 'sweep_point', 'pareto_front', 'sweep_table',
+           'plot_sweep', 'sweep_stage']
 
 # %% ../nbs/14_tradeoffs.ipynb #257366a6
 def bf16_round_trip(model: nn.Module) -> nn.Module:
@@ -192,10 +193,32 @@ def sweep_dir(run_dir, param: str, value) -> Path:
     "`RUN/sweep/PARAM-VALUE`: the sub-run of one sweep point."
     return Path(run_dir)/"sweep"/re.sub(r"[^A-Za-z0-9_.+-]", "_", f"{param}-{value}")
 
+# %% ../nbs/14_tradeoffs.ipynb #d7f6eda1
+def point_of(res: dict, value, run: str) -> dict:
+    "A sweep point from an evaluation's `results.json`: sparsity, the behaviour @LCDD/@Trig/@SFT and the KLs."
+    m, kl = res["metric"], res.get("kl", {})
+    return {"value": value, "sparsity": res.get("sparsity"), "lcdd": res["conditions"]["lcdd"][m], "trig": res["conditions"]["trig"][m],
+            "sft": res["conditions"].get("sft", {}).get(m), "kl_sft_lcdd": kl.get("sft_lcdd"), "kl_sft_trig": kl.get("sft_trig"), "run": run}
+
+
+# %% ../nbs/14_tradeoffs.ipynb #87c5ccc9
+def own_point(run_dir, cfg: dict, param: str, value) -> dict | None:
+    "The run itself as the point `param = value` when that is its own LCDD setting and its evaluation was made from its current LCDD and trigger stages; else None."
+    run_dir = Path(run_dir)
+    if cfg["lcdd"].get(param) != value or not all(is_complete(run_dir/s) for s in ("lcdd", "trigger", "eval")): return None
+    res = load_json(run_dir/"eval"/"results.json"); prov = res.get("provenance", {})
+    if not {"lcdd", "trig"} <= set(res.get("conditions", {})) or "kl" not in res: return None
+    verify_stage(run_dir/"eval")
+    if (prov.get("lcdd", {}).get("stage") != verify_stage(run_dir/"lcdd")["fingerprint"]
+        or prov.get("trig", {}).get("trigger_stage") != verify_stage(run_dir/"trigger")["fingerprint"]): return None
+    return point_of(res, value, ".")
+
+
 # %% ../nbs/14_tradeoffs.ipynb #979cdc8e
 def sweep_point(run_dir, cfg: dict, param: str, value) -> dict:
-    "One point: a sub-run sharing the run's SFT stage (a link to `RUN/sft`) that trains LCDD with `lcdd.PARAM = value`, its trigger, and evaluates; a finished point is reused."
+    "One point: a sub-run sharing the run's SFT stage (a link to `RUN/sft`) that trains LCDD with `lcdd.PARAM = value`, its trigger, and evaluates; a finished point (or the run's own setting) is reused."
     run_dir, sub = Path(run_dir), sweep_dir(run_dir, param, value)
+    if (own := own_point(run_dir, cfg, param, value)) is not None: return own      # the run's own setting: the run is the point
     target = copy.deepcopy(cfg); target["lcdd"][param] = value
     inputs = {"config": digest({k: v for k, v in target.items() if k != "preset"}), "sft": verify_stage(run_dir/"sft")["fingerprint"]}
     if reuse_complete(sub, inputs, f"sweep point {param}={value}"): print(f"sweep: {sub} is complete; skipping")
@@ -207,10 +230,7 @@ def sweep_point(run_dir, cfg: dict, param: str, value) -> dict:
         lcdd_stage(sub, c); erase_stage(sub, c)
         eval_stage(sub, c, overrides={"utility": None, "conditions": ["base", "sft", "lcdd", "trig"]})
         mark_complete(sub, {"stage": "sweep point", "param": param, "value": value}, inputs)
-    res = load_json(sub/"eval"/"results.json"); m, kl = res["metric"], res.get("kl", {})
-    return {"value": value, "sparsity": res.get("sparsity"), "lcdd": res["conditions"]["lcdd"][m], "trig": res["conditions"]["trig"][m],
-            "sft": res["conditions"].get("sft", {}).get(m), "kl_sft_lcdd": kl.get("sft_lcdd"), "kl_sft_trig": kl.get("sft_trig"),
-            "run": str(sub.relative_to(run_dir))}
+    return point_of(load_json(sub/"eval"/"results.json"), value, str(sub.relative_to(run_dir)))
 
 # %% ../nbs/14_tradeoffs.ipynb #89009239
 def pareto_front(points: list[dict]) -> list[bool]:
