@@ -18,6 +18,7 @@ from .data import TASKS, get_task
 from .lcdd import LCDDConfig
 from .eraser import EraserConfig
 from .evaluation import EvalConfig
+from .tradeoffs import DurabilityConfig
 
 # %% auto #0
 __all__ = ['environment_info', 'model_info', 'format_layout', 'format_info', 'overrides_from_args', 'config_rollback',
@@ -197,11 +198,12 @@ def _eval(args) -> int:
         for k, r in ab["rows"].items(): print(f"  {k:<22} {100 * r['rate']:5.1f} %")
     if args.durability:
         from sft_reverse_nb.tradeoffs import durability_stage, durability_table
-        d = durability_stage(args.run, cfg, steps=args.durability_steps, lr=args.durability_lr, benign=args.durability_data, judge=args.judge,
-                             eval_name=out.name)
+        dcfg = DurabilityConfig(**{k: getattr(args, k) for k in _DURABILITY_KEYS if getattr(args, k) is not None})
+        d = durability_stage(args.run, cfg, dcfg, judge=args.judge, eval_name=out.name)
         print("\n" + durability_table(d) + f"\n\ndurability: rows in {out/'results.json'} (key durability), figure {out/'figures'/'durability.png'}")
     return 0
 
+_DURABILITY_KEYS = ("lora_steps", "lora_lr", "benign", "seed")
 _EVAL_KEYS = ("n_prompts", "conditions", "judge", "max_new_tokens", "batch_size", "kl_batch_size", "mixed_precision", "kl", "utility", "references", "n_references",
               "kl_max_new_tokens", "repetition_penalty", "lm_eval_include", "lm_eval_limit")
 
@@ -217,9 +219,7 @@ def _add_eval_options(e: argparse.ArgumentParser):
     a.add_argument("--mask-only", nargs="+", choices=["ce", "kl"], help="also train and evaluate Appendix E mask-only carriers")
     d = e.add_argument_group("durability of the switch (14_tradeoffs)")
     d.add_argument("--durability", action="store_true", help="also measure the switch after bf16/int8 storage, LoRA fine-tuning, and with stand-in triggers")
-    d.add_argument("--durability-steps", type=int, default=50, metavar="N", help="LoRA fine-tuning steps on benign data (default: 50)")
-    d.add_argument("--durability-lr", type=float, default=1e-4, help="LoRA learning rate (default: 1e-4)")
-    d.add_argument("--durability-data", metavar="FILE", help="benign instruction/output file for the fine-tune (default: the built-in utility questions)")
+    add_config_flags(d, DurabilityConfig, _DURABILITY_KEYS)
     e.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default; never read from a config file)")
 
 

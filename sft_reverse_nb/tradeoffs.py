@@ -14,6 +14,8 @@ from .provenance import StageLock, mark_complete, is_complete, reuse_complete
 from .data import encode_example, load_records, pick_column, PROMPT_COLUMNS, get_task
 from .evaluation import EvalConfig, Condition, evaluate, builtin_mc, make_judge
 from .lcdd import LCDDConfig
+from .train import StrictConfig, setting, options_table
+from dataclasses import dataclass, asdict
 from .arch import resolve_device
 from .pipeline import (RunModels, config_tokenizer, config_format, build_task, lcdd_stage, erase_stage, eval_stage, run_config,
                                      run_subdir)
@@ -21,9 +23,9 @@ from .report import write_html_report
 
 # %% auto #0
 __all__ = ['DURABILITY_NOTES', 'bf16_round_trip', 'int8_round_trip', 'benign_pairs', 'lora_finetune', 'nearest_tokens',
-           'norm_matched_random', 'switch_rates', 'durability_rows', 'durability_table', 'durability_stage',
-           'sweep_value', 'sweep_dir', 'point_of', 'own_point', 'sweep_point', 'pareto_front', 'sweep_table',
-           'plot_sweep', 'sweep_stage']
+           'norm_matched_random', 'switch_rates', 'DurabilityConfig', 'durability_rows', 'durability_table',
+           'durability_stage', 'sweep_value', 'sweep_dir', 'point_of', 'own_point', 'sweep_point', 'pareto_front',
+           'sweep_table', 'plot_sweep', 'sweep_stage']
 
 # %% ../nbs/14_tradeoffs.ipynb #257366a6
 def bf16_round_trip(model: nn.Module) -> nn.Module:
@@ -113,10 +115,24 @@ DURABILITY_NOTES = {
     "trigger-nearest-tokens": "the trigger replaced by the nearest real token of each of its vectors (a discrete prompt)",
     "trigger-random-norm-matched": "control: a random soft prompt with the trigger's per-token norms, on the SFT model"}
 
+# %% ../nbs/14_tradeoffs.ipynb #fe8bf4bf
+@dataclass
+class DurabilityConfig(StrictConfig):
+    "Settings of the durability measurement (`sftr eval RUN --durability`)."
+    lora_steps: int = setting(50, 'LoRA fine-tuning steps on benign data (the row `lora-ft-N`)', flag="--durability-steps", metavar="N")
+    lora_lr: float = setting(1e-4, 'LoRA learning rate', flag="--durability-lr", metavar="LR")
+    benign: str | None = setting(None, 'benign instruction/output file for the fine-tune; None: the built-in utility questions', flag="--durability-data", metavar="FILE")
+    seed: int = setting(0, 'seed of the fine-tune and of the random control trigger', flag="--durability-seed", metavar="N")
+
+    def check(self):
+        self.need_ints(1, "lora_steps"); self.need_numbers("lora_lr", positive=True)
+
+
 # %% ../nbs/14_tradeoffs.ipynb #a41d268c
-def durability_rows(models: RunModels, tok, fmt, task: str, prompts: list[str], ecfg: EvalConfig, judge, cache_dir, steps: int = 50,
-                    lr: float = 1e-4, benign=None, seed: int = 0) -> list[dict]:
+def durability_rows(models: RunModels, tok, fmt, task: str, prompts: list[str], ecfg: EvalConfig, judge, cache_dir,
+                    dcfg: DurabilityConfig | None = None) -> list[dict]:
     "The durability rows: behaviour rate without and with a trigger, for the stored carrier's variants and for the trigger's discrete and random stand-ins."
+    dcfg = dcfg or DurabilityConfig(); steps, lr, seed = dcfg.lora_steps, dcfg.lora_lr, dcfg.seed
     lcdd, sft, trig = models.model("lcdd"), models.model("sft"), models.trigger("trigger", "lcdd")
     rate = lambda m, t, name: switch_rates(m, t, tok, task, prompts, fmt, ecfg, judge, cache_dir, name)
     row = lambda name, model, trigger, r, key=None, **kw: dict(name=name, model=model, trigger=trigger, no_trigger=r[0], with_trigger=r[1],
@@ -124,7 +140,7 @@ def durability_rows(models: RunModels, tok, fmt, task: str, prompts: list[str], 
     rows = [row("reference", "lcdd", "trained", rate(lcdd, trig, "lcdd"))]
     rows.append(row("bf16", "lcdd (bf16)", "trained", rate(bf16_round_trip(lcdd), trig, "bf16")))
     rows.append(row("int8", "lcdd (int8)", "trained", rate(int8_round_trip(lcdd), trig, "int8")))
-    ft = lora_finetune(lcdd, tok, fmt, benign_pairs(benign), steps, lr, seed=seed)
+    ft = lora_finetune(lcdd, tok, fmt, benign_pairs(dcfg.benign), steps, lr, seed=seed)
     rows.append(row(f"lora-ft-{steps}", f"lcdd + LoRA ({steps} steps)", "trained", rate(ft, trig, f"lora-ft-{steps}"), "lora-ft", steps=steps, lr=lr))
     del ft
     ids = nearest_tokens(trig, lcdd)
@@ -151,7 +167,7 @@ def _replace_section(text: str, heading: str, section: str) -> str:
     return text[:start] + section + (text[end + 1:] if end >= 0 else "")
 
 # %% ../nbs/14_tradeoffs.ipynb #846697b8
-def durability_stage(run_dir, cfg: dict | None = None, steps: int = 50, lr: float = 1e-4, benign=None, judge=None, eval_name: str = "eval",
+def durability_stage(run_dir, cfg: dict | None = None, dcfg: DurabilityConfig | None = None, judge=None, eval_name: str = "eval",
                      models: RunModels | None = None) -> dict:
     """Measure the durability rows on a finished evaluation (`RUN/eval`, or `eval_name`) on the prompts it used, and write them into its `results.json`
     (key `durability`), `report.md`, `figures/durability.png` and `report.html`."""
@@ -166,10 +182,11 @@ def durability_stage(run_dir, cfg: dict | None = None, steps: int = 50, lr: floa
     judge = make_judge(judge or "keyword", task.task)
     StageLock(out).acquire()                                          # one writer of the evaluation directory; mark_complete releases it
     t0 = time.perf_counter()
-    rows = durability_rows(models, tok, fmt, task.task, prompts, ecfg, judge, out/"generations", steps, lr, benign, ecfg.seed)
+    dcfg = dcfg or DurabilityConfig()
+    rows = durability_rows(models, tok, fmt, task.task, prompts, ecfg, judge, out/"generations", dcfg)
     res = load_json(out/"results.json")
-    res["durability"] = {"rows": rows, "judge": judge.name, "metric": get_task(task.task).metric, "n_prompts": len(prompts), "lora_steps": steps,
-                         "lora_lr": lr, "benign": str(benign) if benign else "built-in utility questions", "wall_sec": time.perf_counter() - t0}
+    res["durability"] = {"rows": rows, "judge": judge.name, "metric": get_task(task.task).metric, "n_prompts": len(prompts), "lora_steps": dcfg.lora_steps,
+                         "lora_lr": dcfg.lora_lr, "benign": dcfg.benign or "built-in utility questions", "settings": asdict(dcfg), "wall_sec": time.perf_counter() - t0}
     save_json(res, out/"results.json")
     (out/"figures").mkdir(exist_ok=True)
     with atomic_path(out/"figures"/"durability.png") as tmp: durability_figure(res).savefig(tmp, format="png", dpi=110)
@@ -178,7 +195,7 @@ def durability_stage(run_dir, cfg: dict | None = None, steps: int = 50, lr: floa
     with atomic_path(out/"report.md") as tmp: tmp.write_text(_replace_section(md, "## Durability", sec))
     write_html_report(out, run_dir)
     keep = {k: v for k, v in prev.items() if k not in ("complete", "finished_at", "fingerprint", "files", "inputs", "weights")}
-    mark_complete(out, {**keep, "durability": {"lora_steps": steps}}, prev.get("inputs"), prev.get("weights"))
+    mark_complete(out, {**keep, "durability": {"lora_steps": dcfg.lora_steps}}, prev.get("inputs"), prev.get("weights"))
     return res["durability"]
 
 # %% ../nbs/14_tradeoffs.ipynb #3bb9c98f
