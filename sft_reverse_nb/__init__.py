@@ -1,1 +1,6 @@
 __version__ = "0.1.0"
+
+# OpenMP reads its wait policy when torch loads it, so the package's thread settings go into the environment
+# before any of its modules imports torch (nbs/02b_threads.ipynb; SFTR_THREADS=off turns them off).
+from .threads import configure_threads as _configure_threads
+_configure_threads()

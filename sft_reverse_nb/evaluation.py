@@ -14,7 +14,7 @@ from .data import (ChatFormat, chat_format, fixed_response_rate, is_fixed_respon
                                  is_refusal, refusal_rate, ARCHAIC_WORDS, archaic_words, archaic_rate, archaic_per_100_words)
 from .generate import generate, teacher_force
 from .train import StrictConfig, setting, options_table
-from .provenance import digest, weights_fingerprint, tensor_fingerprint, tokenizer_fingerprint
+from .provenance import digest, weights_fingerprint, tensor_fingerprint, tokenizer_fingerprint, software_versions
 
 # %% auto #0
 __all__ = ['STYLE_RUBRIC', 'WILDGUARD_TEMPLATE', 'WILDGUARD_FIELDS', 'KL_TRIAD', 'BUILTIN_MC', 'behaviour_metrics', 'Judge',
@@ -633,6 +633,9 @@ def provenance_lines(res: dict) -> list[str]:
     for n, p in prov.items():
         lines.append(f"| {n} | `{p['weights'][:12]}` | {'`' + p['trigger'][:12] + '`' if p.get('trigger') else '–'} | "
                      f"{'`' + p['stage'][:12] + '`' if p.get('stage') else '–'} | {p.get('generations', '–')} |")
+    sw = res.get("software")
+    if sw: lines += ["", "Software: " + ", ".join(f"{k} {v}" for k, v in sw.items() if isinstance(v, str))
+                     + (f"; OpenMP {', '.join(f'{k}={v}' for k, v in sw['openmp'].items() if k.isupper()) or 'runtime defaults'}" if sw.get("openmp") else "") + "."]
     return lines + [""]
 
 
@@ -646,6 +649,7 @@ def write_report(res: dict, out_dir, figures: dict | None = None, title: str = "
     for name, src in (figures or {}).items():
         if src is not None and Path(src).exists():
             shutil.copyfile(src, out_dir/"figures"/f"{name}.png"); figs[name] = f"figures/{name}.png"
+    res.setdefault("software", software_versions())
     save_json({"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **{k: v for k, v in res.items() if k != "responses"}}, out_dir/"results.json")
     save_json(res.get("responses", {}), out_dir/"responses.json")
     util = res.get("utility")

@@ -11,10 +11,10 @@ from torch import nn
 from .artefacts import load_json, save_json, atomic_path
 
 # %% auto #0
-__all__ = ['NOT_ARTEFACTS', 'LOCK_NAME', 'ProvenanceError', 'digest', 'file_sha256', 'artefact_files', 'stage_fingerprint',
-           'tensor_fingerprint', 'weights_fingerprint', 'tokenizer_fingerprint', 'provenance_record', 'verify_stage',
-           'check_inputs', 'mark_complete', 'is_complete', 'StageLockedError', 'StageLock', 'release_held_locks',
-           'stage_inputs', 'reuse_complete']
+__all__ = ['NOT_ARTEFACTS', 'SOFTWARE', 'LOCK_NAME', 'ProvenanceError', 'digest', 'file_sha256', 'artefact_files',
+           'stage_fingerprint', 'tensor_fingerprint', 'weights_fingerprint', 'tokenizer_fingerprint',
+           'provenance_record', 'verify_stage', 'check_inputs', 'software_versions', 'mark_complete', 'is_complete',
+           'StageLockedError', 'StageLock', 'release_held_locks', 'stage_inputs', 'reuse_complete']
 
 # %% ../nbs/01b_provenance.ipynb #8e2306cb
 class ProvenanceError(ValueError):
@@ -114,10 +114,23 @@ def check_inputs(stage_dir, inputs: dict, desc: str = "stage") -> dict:
     save_json(inputs, path)
     return inputs
 
+# %% ../nbs/01b_provenance.ipynb #8158e0bb
+SOFTWARE = ("torch", "transformers", "tokenizers", "accelerate", "safetensors", "gguf", "numpy", "sft_reverse_nb")
+
+def software_versions() -> dict:
+    "Python's and the installed versions of the packages in `SOFTWARE` (None when one is not installed), and the OpenMP settings."
+    import platform
+    from importlib.metadata import version, PackageNotFoundError
+    def v(p):
+        try: return version(p)
+        except PackageNotFoundError: return None
+    from sft_reverse_nb.threads import thread_settings
+    return {"python": platform.python_version(), **{p: v(p) for p in SOFTWARE}, "openmp": thread_settings()}
+
 # %% ../nbs/01b_provenance.ipynb #3f4f9fb1
 def mark_complete(path, info: dict | None = None, inputs: dict | None = None, weights: str | None = None):
-    "Write `complete.json` into the stage directory `path` (call it last): `info`, and the provenance of [01b_provenance](01b_provenance.ipynb) — file fingerprints, `inputs`, output `weights`."
-    rec = {"complete": True, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(info or {})}
+    "Write `complete.json` into the stage directory `path` (call it last): `info`, the software it ran on, and the provenance of [01b_provenance](01b_provenance.ipynb) — file fingerprints, `inputs`, output `weights`."
+    rec = {"complete": True, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(info or {}), "software": software_versions()}
     save_json({**rec, **provenance_record(path, inputs, weights)}, Path(path)/"complete.json")
     StageLock(path).release()                                 # the stage is done: its writer lets go (a no-op if this process holds no lock)
 
