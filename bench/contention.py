@@ -64,7 +64,7 @@ def stage_steps(precision: str):
     from sft_reverse_nb.sft import train_sft
     from sft_reverse_nb.lcdd import LCDDConfig, train_lcdd
     from sft_reverse_nb.eraser import base_targets, init_trigger, project_ball, trigger_forward, trigger_loss
-    from sft_reverse_nb.generate import generate, pad_left, _pad_id
+    from sft_reverse_nb.generate import generate, pad_left, pad_id
     (task, max_len, loss_on), tok = bench_task(64), load_tokenizer("smollm2")
     base = load_model("smollm2"); sft = perturbed_copy(base, scale=0.02)
     out = Path(tempfile.mkdtemp())
@@ -89,9 +89,9 @@ def stage_steps(precision: str):
     ids = [tok(fmt.prompt(p), add_special_tokens=False).input_ids for p in prompts]
     lay = layout_of(base); channels = {i: list(range(0, lay.d_model, 8)) for i in range(lay.n_layers)}
     frozen = copy.deepcopy(base).requires_grad_(False).eval()
-    targets = base_targets(frozen, ids, _pad_id(tok), channels, 8, 16, autocast=ac)
+    targets = base_targets(frozen, ids, pad_id(tok), channels, 8, 16, autocast=ac)
     tau = torch.nn.Parameter(init_trigger(frozen, 20)); opt = torch.optim.Adam([tau], lr=3e-3)
-    enc, idx, layers = pad_left(ids, _pad_id(tok)), torch.arange(len(ids)), sorted(channels)
+    enc, idx, layers = pad_left(ids, pad_id(tok)), torch.arange(len(ids)), sorted(channels)
 
     def trigger(n):
         times = []

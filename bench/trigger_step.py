@@ -24,7 +24,7 @@ from sft_reverse_nb.data import builtin_prompts, chat_format
 from sft_reverse_nb.arch import load_tokenizer
 from sft_reverse_nb.eraser import (EraserTargets, base_targets, carrier_channels, init_trigger, project_ball, tail_mask, trigger_forward,
                                    trigger_loss)
-from sft_reverse_nb.generate import pad_left, prefixed_inputs, _pad_id
+from sft_reverse_nb.generate import pad_left, prefixed_inputs, pad_id
 
 
 def main():
@@ -48,7 +48,7 @@ def main():
     model.requires_grad_(False).eval()
     prompts = builtin_prompts()[:args.n_prompts]
     ids = [tok(fmt.prompt(p), add_special_tokens=False).input_ids for p in prompts]
-    pad = _pad_id(tok)
+    pad = pad_id(tok)
     ac = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.mixed_precision == "bf16" else nullcontext
     targets = base_targets(base, ids, pad, channels, args.k, 16, autocast=ac)
     layers = sorted(channels)
