@@ -116,8 +116,8 @@ def stage_steps(precision: str):
 
 
 def worker(precision: str, stages: list, steps: int, compete: int):
+    from sft_reverse_nb.threads import thread_settings      # the package first: its thread settings must be in place before torch loads
     import torch
-    from sft_reverse_nb.threads import thread_settings
     fns = stage_steps(precision)
     res = {"threads": torch.get_num_threads(), "settings": thread_settings(), "stages": {}}
     for s in stages:
