@@ -93,26 +93,24 @@ def stage_steps(precision: str):
     tau = torch.nn.Parameter(init_trigger(frozen, 20)); opt = torch.optim.Adam([tau], lr=3e-3)
     enc, idx, layers = pad_left(ids, pad_id(tok)), torch.arange(len(ids)), sorted(channels)
 
-    def trigger(n):
-        times = []
-        for i in range(n + 1):
-            t = time.perf_counter()
-            with ac(): st, lg = trigger_forward(frozen, tau, enc, layers, 8)
-            loss, _ = trigger_loss(st, lg, tau, targets, idx, channels)
-            opt.zero_grad(set_to_none=True); loss.backward()
-            torch.nn.utils.clip_grad_norm_([tau], 1.0); opt.step(); project_ball(tau.data, 1.0)
-            if i: times.append(time.perf_counter() - t)
-        return times
+    def trigger_step():
+        with ac(): st, lg = trigger_forward(frozen, tau, enc, layers, 8)
+        loss, _ = trigger_loss(st, lg, tau, targets, idx, channels)
+        opt.zero_grad(set_to_none=True); loss.backward()
+        torch.nn.utils.clip_grad_norm_([tau], 1.0); opt.step(); project_ball(tau.data, 1.0)
 
-    def gen(n):
-        times = []
-        for i in range(n + 1):
-            t = time.perf_counter()
-            with ac(): generate(frozen, tok, prompts, max_new_tokens=24, batch_size=16)
-            if i: times.append(time.perf_counter() - t)
-        return times
+    def generate_step():
+        with ac(): generate(frozen, tok, prompts, max_new_tokens=24, batch_size=16)
 
-    return {"sft": trainer("sft"), "lcdd": trainer("lcdd"), "trigger": trigger, "generate": gen}
+    return {"sft": trainer("sft"), "lcdd": trainer("lcdd"), "trigger": lambda n: timed(trigger_step, n), "generate": lambda n: timed(generate_step, n)}
+
+
+def timed(step, n: int) -> list:
+    "Times of `n` calls of `step` after one untimed call."
+    step(); times = []
+    for _ in range(n):
+        t = time.perf_counter(); step(); times.append(time.perf_counter() - t)
+    return times
 
 
 def worker(precision: str, stages: list, steps: int, compete: int):

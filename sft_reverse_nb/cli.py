@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_cli.ipynb #928b6f66
 from __future__ import annotations
-import argparse, contextlib, json, os, platform, sys
+import argparse, contextlib, json, os, sys
 import torch
 import transformers
 import sft_reverse_nb
@@ -19,7 +19,8 @@ from .lcdd import LCDDConfig
 from .eraser import EraserConfig
 from .evaluation import EvalConfig
 from .tradeoffs import DurabilityConfig
-from .threads import thread_settings
+from .threads import openmp_summary
+from .provenance import software_versions
 
 # %% auto #0
 __all__ = ['environment_info', 'model_info', 'format_layout', 'format_info', 'overrides_from_args', 'config_rollback',
@@ -29,10 +30,8 @@ __all__ = ['environment_info', 'model_info', 'format_layout', 'format_info', 'ov
 def environment_info() -> dict:
     "Versions, device and supported architectures."
     dev = resolve_device("auto")
-    return {"sft_reverse_nb": sft_reverse_nb.__version__, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "device": str(dev),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "cpu_threads": torch.get_num_threads(), "openmp": thread_settings(), "supported_architectures": supported_architectures()}
+    return {**software_versions(), "device": str(dev), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "cpu_threads": torch.get_num_threads(), "supported_architectures": supported_architectures()}
 
 def model_info(name_or_path: str, trust_remote_code: bool = False) -> dict:
     "Layout of a model (local path, hub id, `smollm2` or `tiny:FAMILY`) read from its config on the meta device."
@@ -62,7 +61,7 @@ def format_info(env: dict, model: dict | None = None) -> str:
     "Human-readable report for `sftr info`."
     lines = [f"sft_reverse_nb {env['sft_reverse_nb']}  (python {env['python']}, torch {env['torch']}, transformers {env['transformers']})",
              f"device: {env['device']}" + (f" ({env['cuda']})" if env['cuda'] else "") + f", CPU threads: {env['cpu_threads']}"
-             + (f", OpenMP: {', '.join(f'{k}={v}' for k, v in env['openmp'].items() if k.isupper()) or 'runtime defaults'}" if env.get("openmp") else ""),
+             + (f", OpenMP: {openmp_summary(env['openmp'])}" if env.get("openmp") else ""),
              "supported architectures: " + ", ".join(env["supported_architectures"])]
     if model: lines += [""] + format_layout(model)
     return "\n".join(lines)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os, sys
 
 # %% auto #0
-__all__ = ['THREAD_DEFAULTS', 'configure_threads', 'thread_settings']
+__all__ = ['THREAD_DEFAULTS', 'configure_threads', 'thread_settings', 'openmp_summary']
 
 # %% ../nbs/02b_threads.ipynb #da58a93e
 THREAD_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
@@ -28,3 +28,8 @@ def thread_settings() -> dict:
     return {**out, "package_defaults": os.environ.get("SFTR_THREADS", "").lower() != "off", "torch_loaded_first": _TORCH_FIRST}
 
 _TORCH_FIRST = "torch" in sys.modules          # set when this module is first imported
+
+# %% ../nbs/02b_threads.ipynb #92e01a4c
+def openmp_summary(settings: dict) -> str:
+    "`thread_settings()` (or the `openmp` a run recorded) as one line: the variables set, else 'runtime defaults'."
+    return ", ".join(f"{k}={v}" for k, v in settings.items() if k.isupper()) or "runtime defaults"

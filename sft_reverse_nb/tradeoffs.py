@@ -15,7 +15,7 @@ from .data import encode_example, load_records, pick_column, PROMPT_COLUMNS, get
 from .evaluation import EvalConfig, Condition, evaluate, builtin_mc, make_judge
 from .lcdd import LCDDConfig
 from .train import StrictConfig, setting, options_table
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 from .arch import resolve_device
 from .pipeline import (RunModels, config_tokenizer, config_format, build_task, lcdd_stage, erase_stage, eval_stage, run_config,
                                      run_subdir)
@@ -186,7 +186,7 @@ def durability_stage(run_dir, cfg: dict | None = None, dcfg: DurabilityConfig | 
     rows = durability_rows(models, tok, fmt, task.task, prompts, ecfg, judge, out/"generations", dcfg)
     res = load_json(out/"results.json")
     res["durability"] = {"rows": rows, "judge": judge.name, "metric": get_task(task.task).metric, "n_prompts": len(prompts), "lora_steps": dcfg.lora_steps,
-                         "lora_lr": dcfg.lora_lr, "benign": dcfg.benign or "built-in utility questions", "settings": asdict(dcfg), "wall_sec": time.perf_counter() - t0}
+                         "lora_lr": dcfg.lora_lr, "benign": dcfg.benign or "built-in utility questions", "seed": dcfg.seed, "wall_sec": time.perf_counter() - t0}
     save_json(res, out/"results.json")
     (out/"figures").mkdir(exist_ok=True)
     with atomic_path(out/"figures"/"durability.png") as tmp: durability_figure(res).savefig(tmp, format="png", dpi=110)
