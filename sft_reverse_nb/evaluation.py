@@ -16,6 +16,7 @@ from .generate import generate, teacher_force
 from .train import StrictConfig, setting, options_table
 from .provenance import digest, weights_fingerprint, tensor_fingerprint, tokenizer_fingerprint, software_versions
 from .threads import openmp_summary
+from .precision import effective_precision
 
 # %% auto #0
 __all__ = ['STYLE_RUBRIC', 'WILDGUARD_TEMPLATE', 'WILDGUARD_FIELDS', 'KL_TRIAD', 'BUILTIN_MC', 'behaviour_metrics', 'Judge',
@@ -173,6 +174,7 @@ class Condition:
 # %% ../nbs/08_eval.ipynb #5b880bb6
 def _autocast(model, mixed_precision: str):
     dev = next(model.parameters()).device
+    mixed_precision = effective_precision(mixed_precision, dev)           # bf16 on a CPU without bf16 hardware: float32 (02c_precision)
     if mixed_precision == "bf16": return torch.autocast(dev.type, dtype=torch.bfloat16)
     if mixed_precision == "fp16": return torch.autocast(dev.type, dtype=torch.float16)
     return nullcontext()

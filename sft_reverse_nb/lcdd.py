@@ -88,7 +88,9 @@ class LCDDConfig(TrainConfig):
     v_clip: float | None = setting(None, 'clip the relative budget violation to ±v_clip per step; None: no clip')
     eps_abs: float = setting(0.0, 'absolute slack added to the budget')
     mask_only: str | None = setting(None, 'Appendix E ablation: deltas frozen, train the gates on ce (cross-entropy) or kl (a divergence to the SFT model, see kl_form); None: joint', choices=('ce', 'kl'))
-    kl_form: str = setting("kl", "mask_only='kl' task loss: kl (the true KL(p_SFT ‖ q)) or soft_ce (the authors' code: −Σ p_SFT log q = KL + H(p_SFT), whose budget is looser)", choices=('kl', 'soft_ce'))
+    kl_form: str = setting("kl", "the divergence of mask_only='kl' and budget='kl': kl (the true KL(p_SFT ‖ q)) or soft_ce (the authors' code: −Σ p_SFT log q = KL + H(p_SFT), whose budget is looser)", choices=('kl', 'soft_ce'))
+    budget: str = setting("ce", "what the loss budget constrains in joint training: ce (cross-entropy to the data, the paper) or kl (the divergence kl_form to the SFT model's "
+                                "next-token distribution on the labelled tokens: the carrier must predict like the SFT model, not only fit the data)", choices=('ce', 'kl'))
     ema_per_micro_batch: bool = setting(False, "feed the controller's EMA once per micro-batch with its share of the loss (× grad_accum), as the authors' trainer does; False: once per optimiser step")
     penalty_per_micro_batch: bool = setting(False, "add λ·w·Σσ(θ) to every micro-batch's loss, as the authors' HF trainer does (the step's gradient then sees grad_accum × the penalty); False: once per optimiser step")
     early_stop: bool = setting(False, 'stop when the open gates stall or the loss over-runs the budget (the paper\'s main runs: off)')
@@ -106,11 +108,18 @@ class LCDDConfig(TrainConfig):
         super().check()
         if self.mask_only not in (None, "ce", "kl"): raise ValueError(f"LCDDConfig: mask_only must be None, 'ce' or 'kl', got {self.mask_only!r}")
         if self.kl_form not in ("kl", "soft_ce"): raise ValueError(f"LCDDConfig: kl_form must be 'kl' or 'soft_ce', got {self.kl_form!r}")
+        if self.budget not in ("ce", "kl"): raise ValueError(f"LCDDConfig: budget must be 'ce' or 'kl', got {self.budget!r}")
+        if self.mask_only == "ce" and self.budget == "kl":
+            raise ValueError("LCDDConfig: mask_only='ce' trains the gates on cross-entropy but budget='kl' asks for a divergence; use mask_only='kl' (or budget='ce')")
         self.need_ints(2, "stop_window"); self.need_ints(1, "stop_patience")
         for k in ("gate_lr", "eta"):
             if not getattr(self, k) > 0: raise ValueError(f"LCDDConfig: {k} must be > 0, got {getattr(self, k)!r}")
         if self.rho < 0 or self.eps_abs < 0: raise ValueError(f"LCDDConfig: rho and eps_abs must be >= 0, got rho={self.rho!r}, eps_abs={self.eps_abs!r}")
         self.controller()                      # the controller checks beta and lambda0 against its bounds
+
+    def divergence(self) -> bool:
+        "Whether the task loss is a divergence to the SFT model (`mask_only='kl'` or `budget='kl'`), which needs the SFT model as a reference."
+        return self.mask_only == "kl" or (self.mask_only is None and self.budget == "kl")
 
     def controller(self) -> DualController:
         return DualController(self.rho, self.lambda0, self.eta, self.eta_grow, self.sparsity_warmup, self.ema_beta,
@@ -161,8 +170,8 @@ class LCDDStage(Stage):
     "Phase 2: the gates θ (SGD) and deltas Δ (AdamW) of a carrier train on the task loss plus λ w Σσ(θ); the controller sets λ."
     name, keep_state = "lcdd", True
     def __init__(self, sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer, task: TaskData, cfg: LCDDConfig, fmt: ChatFormat | None = None):
-        if isinstance(sft_model, Carrier) and cfg.mask_only == "kl":
-            raise ValueError("mask_only='kl' needs the plain SFT model as its reference; pass the model, not a Carrier")
+        if isinstance(sft_model, Carrier) and cfg.divergence():
+            raise ValueError(f"{'mask_only' if cfg.mask_only else 'budget'}='kl' needs the plain SFT model as its reference; pass the model, not a Carrier")
         self.sft, self.base, self.tokenizer, self.task, self.cfg = sft_model, base_model, tokenizer, task, cfg
         self.examples = task.encode(fmt or chat_format(tokenizer), cfg.loss_on, cfg.max_len)
         self.inputs = stage_inputs(tokenizer, self.examples, sft=sft_model.model if isinstance(sft_model, Carrier) else sft_model, base=base_model)
@@ -175,7 +184,7 @@ class LCDDStage(Stage):
         self.data = ExampleBatches(self.examples, c, pad_id(self.tokenizer), self.name, backend.rank, backend.world)
         if isinstance(self.sft, Carrier): self.carrier, self.reference = self.sft, None
         else:
-            self.reference = copy.deepcopy(self.sft).to(backend.device).eval() if c.mask_only == "kl" else None
+            self.reference = copy.deepcopy(self.sft).to(backend.device).eval() if c.divergence() else None
             self.carrier = Carrier.attach(self.sft, self.base, keep_sft_norms=c.keep_sft_norms, seed=c.seed, init_mean=c.init_mean, init_std=c.init_std)
         self.model = self.carrier.model
         return self.data.total
@@ -204,10 +213,10 @@ class LCDDStage(Stage):
 # %% ../nbs/06_lcdd.ipynb #a54a2cdd
 @patch
 def loss(self: LCDDStage, module, batch) -> torch.Tensor:
-    "ℓ_t's share from one micro-batch: the task loss (or, mask-only `kl`, the divergence `kl_form` to p_SFT) summed over its labelled tokens / the step's."
+    "ℓ_t's share from one micro-batch: the task loss (or, with `mask_only='kl'` or `budget='kl'`, the divergence `kl_form` to p_SFT) summed over its labelled tokens / the step's."
     b, n = batch
     logits = module(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-    if self.cfg.mask_only == "kl":
+    if self.cfg.divergence():
         with torch.no_grad(): ref = self.reference(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
         share = _kl_to_reference(logits, ref, b["labels"], self.cfg.kl_form) / n
     else: share = token_loss_sum(logits, b["labels"]) / n

