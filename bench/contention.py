@@ -20,6 +20,9 @@ Settings (each runs in a fresh process, because OpenMP reads its environment whe
 
     python bench/contention.py [--compete 1] [--settings package openmp] [--precision no bf16] [--steps 4]
 
+On a CPU without bf16 hardware (AVX2 only) the bf16 rows measure emulated bf16, which the package itself never
+runs there unless SFTR_CPU_BF16=on (it computes in float32: nbs/02c_precision.ipynb).
+
 Printed: per setting, precision and stage the median step time idle and beside the busy processes, their
 ratio (the slowdown; target <= 2), and LCDD's slowdown over SFT's (target <= 1.2).
 """
@@ -55,6 +58,7 @@ def stage_steps(precision: str):
     import copy, shutil, tempfile
     import torch
     os.environ["SFTR_NO_PROGRESS"] = "1"
+    if precision == "bf16": os.environ["SFTR_CPU_BF16"] = "on"    # bf16 as asked, also where the CPU emulates it (the package would compute in float32; bench/precision.py)
     sys.path.insert(0, str(Path(__file__).parent))
     from lcdd_step import bench_task
     from sft_reverse_nb.arch import load_model, load_tokenizer, layout_of

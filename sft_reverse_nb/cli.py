@@ -20,6 +20,7 @@ from .eraser import EraserConfig
 from .evaluation import EvalConfig
 from .tradeoffs import DurabilityConfig
 from .threads import openmp_summary
+from .precision import cpu_summary
 from .provenance import software_versions
 
 # %% auto #0
@@ -61,7 +62,8 @@ def format_info(env: dict, model: dict | None = None) -> str:
     "Human-readable report for `sftr info`."
     lines = [f"sft_reverse_nb {env['sft_reverse_nb']}  (python {env['python']}, torch {env['torch']}, transformers {env['transformers']})",
              f"device: {env['device']}" + (f" ({env['cuda']})" if env['cuda'] else "") + f", CPU threads: {env['cpu_threads']}"
-             + (f", OpenMP: {openmp_summary(env['openmp'])}" if env.get("openmp") else ""),
+             + (f", OpenMP: {openmp_summary(env['openmp'])}" if env.get("openmp") else "")
+             + (f"\nCPU: {cpu_summary(env['cpu'])}" if env.get("cpu") else ""),
              "supported architectures: " + ", ".join(env["supported_architectures"])]
     if model: lines += [""] + format_layout(model)
     return "\n".join(lines)

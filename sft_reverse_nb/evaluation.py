@@ -16,7 +16,7 @@ from .generate import generate, teacher_force
 from .train import StrictConfig, setting, options_table
 from .provenance import digest, weights_fingerprint, tensor_fingerprint, tokenizer_fingerprint, software_versions
 from .threads import openmp_summary
-from .precision import effective_precision
+from .precision import effective_precision, cpu_summary
 
 # %% auto #0
 __all__ = ['STYLE_RUBRIC', 'WILDGUARD_TEMPLATE', 'WILDGUARD_FIELDS', 'KL_TRIAD', 'BUILTIN_MC', 'behaviour_metrics', 'Judge',
@@ -638,7 +638,8 @@ def provenance_lines(res: dict) -> list[str]:
                      f"{'`' + p['stage'][:12] + '`' if p.get('stage') else '–'} | {p.get('generations', '–')} |")
     sw = res.get("software")
     if sw: lines += ["", "Software: " + ", ".join(f"{k} {v}" for k, v in sw.items() if isinstance(v, str))
-                     + (f"; OpenMP {openmp_summary(sw['openmp'])}" if sw.get("openmp") else "") + "."]
+                     + (f"; OpenMP {openmp_summary(sw['openmp'])}" if sw.get("openmp") else "")
+                     + (f"; CPU {cpu_summary(sw['cpu'])}" if sw.get("cpu") else "") + "."]
     return lines + [""]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os, sys
 
 # %% auto #0
-__all__ = ['cpu_bf16_native', 'cpu_runs_bf16', 'effective_precision', 'cpu_precision']
+__all__ = ['cpu_bf16_native', 'cpu_runs_bf16', 'effective_precision', 'cpu_precision', 'cpu_summary']
 
 # %% ../nbs/02c_precision.ipynb #ff08808a
 def cpu_bf16_native() -> bool:
@@ -41,3 +41,9 @@ def cpu_precision() -> dict:
     import torch
     cap = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else None
     return {"capability": cap, "bf16_native": cpu_bf16_native(), "bf16_runs_as": "bf16" if cpu_runs_bf16() else "no"}
+
+# %% ../nbs/02c_precision.ipynb #fb3dd4a7
+def cpu_summary(cpu: dict) -> str:
+    "`cpu_precision()` (or the `cpu` a run recorded) as one line."
+    hw = "bf16 hardware" if cpu.get("bf16_native") else "no bf16 hardware"
+    return f"{cpu.get('capability') or 'unknown'}, {hw}; bf16 runs as {'bf16' if cpu.get('bf16_runs_as') == 'bf16' else 'float32'}"
