@@ -4,12 +4,13 @@
 
 # %% ../nbs/02c_precision.ipynb #ea5b2a27
 from __future__ import annotations
-import os, sys
+import functools, os, sys
 
 # %% auto #0
 __all__ = ['cpu_bf16_native', 'cpu_runs_bf16', 'effective_precision', 'cpu_precision', 'cpu_summary']
 
 # %% ../nbs/02c_precision.ipynb #ff08808a
+@functools.cache                      # the hardware does not change while the process runs; autocast asks on every call
 def cpu_bf16_native() -> bool:
     "Does this CPU compute bf16 matrix products in hardware (AVX512-BF16 or AMX)? torch's own probes; True where this torch has none (then nothing changes)."
     import torch

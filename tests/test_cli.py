@@ -102,14 +102,15 @@ def _tiny_config_like(example: str, tmp_path) -> Path:
     from sft_reverse_nb.data import dev_data_dir
     from sft_reverse_nb.pipeline import get_preset
     sd, root = dev_data_dir(), Path(__file__).resolve().parents[1]
-    cfg = {k: v for k, v in json.loads((root / "examples" / "configs" / example).read_text()).items() if not k.startswith("_")}
+    shipped = json.loads((root / "examples" / "configs" / example).read_text())
+    cfg = {k: v for k, v in shipped.items() if not k.startswith("_")}
     tiny = get_preset("tiny")
     cfg.update(model=tiny["model"], base=tiny["base"], dtype="float32", device="cpu")
     t = cfg["task"]
     if t["name"] == "safety": t.update(harmful=[str(sd / "safety" / "harmful_train.json")], benign=str(sd / "alpaca" / "alpaca_5000.json"), n_train=16, n_eval=8)
     else: t.update(source=str(sd / "shakespeare"), n_train=32, n_eval=8)
     cfg["sft"], cfg["lcdd"], cfg["erase"] = ({**tiny[k], "steps": 6, "save_every": 3} for k in ("sft", "lcdd", "erase"))
-    cfg["lcdd"].update(sparsity_warmup=2, budget=json.loads((root / "examples" / "configs" / example).read_text())["lcdd"].get("budget", "ce"))
+    cfg["lcdd"].update(sparsity_warmup=2, budget=shipped["lcdd"].get("budget", "ce"))
     cfg["eval"] = {**cfg["eval"], "mixed_precision": "no", "max_new_tokens": 8, "batch_size": 4, "n_references": 6,
                    "references": str(sd / "alpaca" / "alpaca_5000.json")}
     path = tmp_path / example
