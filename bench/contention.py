@@ -18,13 +18,17 @@ Settings (each runs in a fresh process, because OpenMP reads its environment whe
 - `one`:     one thread (`OMP_NUM_THREADS=1`);
 - `spin=K`:  `GOMP_SPINCOUNT=K` (idle threads spin K iterations, then sleep).
 
-    python bench/contention.py [--compete 1] [--settings package openmp] [--precision no bf16] [--steps 4]
+    python bench/contention.py [--compete 1] [--settings package openmp] [--precision no bf16] [--steps 4] [--repeat 3]
+
+`--repeat R` runs each setting and precision R times, each in its own fresh process that measures idle and busy
+steps back to back, and prints each slowdown's min / median / max over the R repetitions.
 
 On a CPU without bf16 hardware (AVX2 only) the bf16 rows measure emulated bf16, which the package itself never
 runs there unless SFTR_CPU_BF16=on (it computes in float32: nbs/02c_precision.ipynb).
 
 Printed: per setting, precision and stage the median step time idle and beside the busy processes, their
-ratio (the slowdown; target <= 2), and LCDD's slowdown over SFT's (target <= 1.2).
+ratio (the slowdown; target <= 2), and LCDD's slowdown over SFT's (target <= 1.2); with `--repeat` also the
+min / median / max of each ratio over the repetitions.
 """
 import argparse, json, os, statistics, subprocess, sys, time
 from contextlib import nullcontext
@@ -136,27 +140,35 @@ def main():
     ap.add_argument("--precision", nargs="+", default=["no", "bf16"], choices=["no", "bf16"])
     ap.add_argument("--stages", nargs="+", default=["sft", "lcdd", "trigger", "generate"])
     ap.add_argument("--steps", type=int, default=4, help="timed steps per stage and phase")
+    ap.add_argument("--repeat", type=int, default=1, help="repetitions of each setting and precision (each a fresh process)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker: return worker(a.worker, a.stages, a.steps, a.compete)
-    rows = []
+    rows, ratios = [], {}
     for name in a.settings:
         for prec in a.precision:
-            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")} | setting_env(name)
-            r = subprocess.run([sys.executable, __file__, "--worker", prec, "--stages", *a.stages, "--steps", str(a.steps), "--compete", str(a.compete)],
-                               capture_output=True, text=True, env=env)
-            line = [l for l in r.stdout.splitlines() if l.startswith("RESULT ")]
-            if r.returncode or not line: sys.exit(f"worker {name}/{prec} failed:\n{r.stderr[-3000:]}")
-            res = json.loads(line[-1][7:])
-            med = {s: (statistics.median(v["idle"]), statistics.median(v["busy"])) for s, v in res["stages"].items()}
-            for s, (i, b) in med.items(): rows.append((name, prec, s, i, b, b / i))
-            extra = f"; LCDD slowdown / SFT slowdown {med['lcdd'][1] / med['lcdd'][0] / (med['sft'][1] / med['sft'][0]):.2f}" if {"sft", "lcdd"} <= set(med) else ""
-            print(f"{name:<10} {prec:<5} threads {res['threads']}, {res['settings']}{extra}", flush=True)
-            for s, (i, b) in med.items(): print(f"    {s:<9} idle {1000 * i:8.1f} ms   beside {a.compete} busy {1000 * b:8.1f} ms   slowdown {b / i:5.2f}", flush=True)
+            for rep in range(a.repeat):
+                env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")} | setting_env(name)
+                r = subprocess.run([sys.executable, __file__, "--worker", prec, "--stages", *a.stages, "--steps", str(a.steps), "--compete", str(a.compete)],
+                                   capture_output=True, text=True, env=env)
+                line = [l for l in r.stdout.splitlines() if l.startswith("RESULT ")]
+                if r.returncode or not line: sys.exit(f"worker {name}/{prec} failed:\n{r.stderr[-3000:]}")
+                res = json.loads(line[-1][7:])
+                med = {s: (statistics.median(v["idle"]), statistics.median(v["busy"])) for s, v in res["stages"].items()}
+                for s, (i, b) in med.items():
+                    rows.append((name, prec, rep + 1, s, i, b, b / i)); ratios.setdefault((name, prec, s), []).append(b / i)
+                extra = ""
+                if {"sft", "lcdd"} <= set(med):
+                    rel = med['lcdd'][1] / med['lcdd'][0] / (med['sft'][1] / med['sft'][0])
+                    ratios.setdefault((name, prec, "LCDD / SFT slowdown"), []).append(rel); extra = f"; LCDD slowdown / SFT slowdown {rel:.2f}"
+                print(f"{name:<10} {prec:<5} repetition {rep + 1}: threads {res['threads']}, {res['settings']}{extra}", flush=True)
+                for s, (i, b) in med.items(): print(f"    {s:<9} idle {1000 * i:8.1f} ms   beside {a.compete} busy {1000 * b:8.1f} ms   slowdown {b / i:5.2f}", flush=True)
     print(f"\nSmolLM2-135M-Instruct, CPU, {os.cpu_count()} cores, {a.compete} busy process(es), median of {a.steps} steps per phase")
-    print("| setting | precision | stage | idle (ms) | beside busy (ms) | slowdown |\n|---|---|---|---|---|---|")
-    for n, p, s, i, b, r in rows: print(f"| {n} | {p} | {s} | {1000 * i:.0f} | {1000 * b:.0f} | {r:.2f} |")
-
+    print("| setting | precision | repetition | stage | idle (ms) | beside busy (ms) | slowdown |\n|---|---|---|---|---|---|---|")
+    for n, p, k, s, i, b, r in rows: print(f"| {n} | {p} | {k} | {s} | {1000 * i:.0f} | {1000 * b:.0f} | {r:.2f} |")
+    print(f"\nSlowdown over {a.repeat} repetition(s), each measured in one process against its own idle steps")
+    print("| setting | precision | stage | min | median | max |\n|---|---|---|---|---|---|")
+    for (n, p, s), v in ratios.items(): print(f"| {n} | {p} | {s} | {min(v):.2f} | {statistics.median(v):.2f} | {max(v):.2f} |")
 
 if __name__ == "__main__":
     main()

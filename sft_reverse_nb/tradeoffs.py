@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_tradeoffs.ipynb #223bab18
 from __future__ import annotations
-import copy, os, re, time, warnings
+import copy, os, re, shutil, time, warnings
 from pathlib import Path
 import torch
 from torch import nn
@@ -24,8 +24,8 @@ from .report import write_html_report
 # %% auto #0
 __all__ = ['DURABILITY_NOTES', 'bf16_round_trip', 'int8_round_trip', 'benign_pairs', 'lora_finetune', 'nearest_tokens',
            'norm_matched_random', 'switch_rates', 'DurabilityConfig', 'durability_rows', 'durability_table',
-           'durability_stage', 'sweep_value', 'sweep_dir', 'point_of', 'own_point', 'sweep_point', 'pareto_front',
-           'sweep_table', 'plot_sweep', 'sweep_stage']
+           'durability_stage', 'sweep_value', 'sweep_dir', 'point_of', 'own_point', 'share_generations', 'sweep_point',
+           'pareto_front', 'sweep_table', 'plot_sweep', 'sweep_stage']
 
 # %% ../nbs/14_tradeoffs.ipynb #257366a6
 def bf16_round_trip(model: nn.Module) -> nn.Module:
@@ -231,9 +231,24 @@ def own_point(run_dir, cfg: dict, param: str, value) -> dict | None:
     return point_of(res, value, ".")
 
 
+# %% ../nbs/14_tradeoffs.ipynb #24eb85e9
+def share_generations(src, dst, conditions=("base", "sft"), variants=("kl", "benign")) -> list[Path]:
+    "Copy the cached generations of `conditions` (and their `variants`: the KL references `sft@kl`, the benign prompts' `@benign`) from one evaluation's `generations/` into another's; returns the files copied."
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir(): return []
+    name = re.compile(rf"^({'|'.join(map(re.escape, conditions))})(_({'|'.join(map(re.escape, variants))}))?-[0-9a-f]{{16}}\.json$")
+    copied = []
+    for f in sorted(src.iterdir()):
+        if name.match(f.name) and not (dst/f.name).exists():
+            dst.mkdir(parents=True, exist_ok=True)
+            with atomic_path(dst/f.name) as tmp: shutil.copyfile(f, tmp)
+            copied.append(dst/f.name)
+    return copied
+
+
 # %% ../nbs/14_tradeoffs.ipynb #979cdc8e
 def sweep_point(run_dir, cfg: dict, param: str, value) -> dict:
-    "One point: a sub-run sharing the run's SFT stage (a link to `RUN/sft`) that trains LCDD with `lcdd.PARAM = value`, its trigger, and evaluates; a finished point (or the run's own setting) is reused."
+    "One point: a sub-run sharing the run's SFT stage (a link to `RUN/sft`) and its base and SFT generations that trains LCDD with `lcdd.PARAM = value`, its trigger, and evaluates; a finished point (or the run's own setting) is reused."
     run_dir, sub = Path(run_dir), sweep_dir(run_dir, param, value)
     if (own := own_point(run_dir, cfg, param, value)) is not None: return own      # the run's own setting: the run is the point
     target = copy.deepcopy(cfg); target["lcdd"][param] = value
@@ -245,6 +260,7 @@ def sweep_point(run_dir, cfg: dict, param: str, value) -> dict:
         if not (sub/"config.json").exists(): save_json(target, sub/"config.json")
         c = run_config(sub, overrides=target)                         # a recorded point with other settings is refused, naming what to delete
         lcdd_stage(sub, c); erase_stage(sub, c)
+        share_generations(run_dir/"eval"/"generations", sub/"eval"/"generations")   # the base and SFT answers are the run's (reused where the keys match)
         eval_stage(sub, c, overrides={"utility": None, "conditions": ["base", "sft", "lcdd", "trig"]})
         mark_complete(sub, {"stage": "sweep point", "param": param, "value": value}, inputs)
     return point_of(load_json(sub/"eval"/"results.json"), value, str(sub.relative_to(run_dir)))
