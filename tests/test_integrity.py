@@ -342,7 +342,10 @@ def test_3_ctrl_c_exits_130(tmp_path):
     "Ctrl-C during `sftr sft`: exit status 130 and one line, no traceback; the same command then resumes and finishes."
     env = {**os.environ, "SFTR_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "sft_reverse_nb.cli", "sft", str(tmp_path / "R"), "--preset", "tiny", "--steps", "400", "--save-every", "5"]
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal delivers it: the tests may run with SIGINT ignored (a background job of a non-interactive shell,
+    # e.g. `bash .ci/run &`), a child inherits an ignored signal, and Python would then never raise KeyboardInterrupt
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not (tmp_path / "R" / "sft" / "train_state" / "state.json").exists(): time.sleep(0.2)
     assert (tmp_path / "R" / "sft" / "train_state" / "state.json").exists(), "no checkpoint within 120 s"
