@@ -147,8 +147,8 @@ def main():
     rows, ratios = [], {}
     for name in a.settings:
         for prec in a.precision:
+            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")} | setting_env(name)
             for rep in range(a.repeat):
-                env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")} | setting_env(name)
                 r = subprocess.run([sys.executable, __file__, "--worker", prec, "--stages", *a.stages, "--steps", str(a.steps), "--compete", str(a.compete)],
                                    capture_output=True, text=True, env=env)
                 line = [l for l in r.stdout.splitlines() if l.startswith("RESULT ")]

@@ -23,9 +23,9 @@ __all__ = ['STYLE_RUBRIC', 'WILDGUARD_TEMPLATE', 'WILDGUARD_FIELDS', 'KL_TRIAD',
            'KeywordJudge', 'LLMJudge', 'ClassifierJudge', 'PlainText', 'parse_wildguard', 'parse_harmbench',
            'GenerativeJudge', 'Condition', 'generate_condition', 'kl_benchmark', 'builtin_mc', 'load_mc', 'mc_prompt',
            'mc_accuracy', 'reference_nll', 'TriggeredHFLM', 'make_judge', 'EvalConfig', 'generation_key',
-           'cached_generation', 'judge_scores', 'kl_references', 'kl_triad', 'lm_eval_tasks', 'lm_eval_utility',
-           'utility_scores', 'add_judged_measures', 'evaluate', 'results_table', 'conditions_table', 'plot_results',
-           'archive_results', 'provenance_lines', 'write_report', 'load_prompts']
+           'generation_stem', 'cached_generation', 'judge_scores', 'kl_references', 'kl_triad', 'lm_eval_tasks',
+           'lm_eval_utility', 'utility_scores', 'add_judged_measures', 'evaluate', 'results_table', 'conditions_table',
+           'plot_results', 'archive_results', 'provenance_lines', 'write_report', 'load_prompts']
 
 # %% ../nbs/08_eval.ipynb #785eaea2
 def behaviour_metrics(task: str, responses: list[str]) -> dict[str, float]:
@@ -419,11 +419,17 @@ def generation_key(cond: Condition, tok, prompts: list[str], fmt, cfg: EvalConfi
             **({} if rp is None else {"repetition_penalty": rp})}
 
 
+# %% ../nbs/08_eval.ipynb #53c9e7a2
+def generation_stem(name: str) -> str:
+    "The file-name stem of condition `name`'s cached generations (`sft@kl` -> `sft_kl`)."
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
 # %% ../nbs/08_eval.ipynb #0b860606
 def cached_generation(cache_dir, name: str, cond: Condition, tok, prompts, fmt, cfg: EvalConfig, max_new: int) -> tuple[list, float, dict, bool]:
     "`(ids, seconds, key, reused)`: the condition's generations from `cache_dir` when their key matches, else generated (and cached)."
     key = generation_key(cond, tok, prompts, fmt, cfg, max_new)
-    path = None if cache_dir is None else Path(cache_dir)/f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}-{digest(key)[:16]}.json"
+    path = None if cache_dir is None else Path(cache_dir)/f"{generation_stem(name)}-{digest(key)[:16]}.json"
     if path is not None and path.exists():
         d = load_json(path)
         if d.get("key") == key: return d["ids"], d["sec"], key, True

@@ -12,7 +12,7 @@ from .artefacts import load_json, save_json, atomic_path
 from .provenance import digest, verify_stage
 from .provenance import StageLock, mark_complete, is_complete, reuse_complete
 from .data import encode_example, load_records, pick_column, PROMPT_COLUMNS, get_task
-from .evaluation import EvalConfig, Condition, evaluate, builtin_mc, make_judge
+from .evaluation import EvalConfig, Condition, evaluate, builtin_mc, make_judge, generation_stem
 from .lcdd import LCDDConfig
 from .train import StrictConfig, setting, options_table
 from dataclasses import dataclass
@@ -236,10 +236,10 @@ def share_generations(src, dst, conditions=("base", "sft"), variants=("kl", "ben
     "Copy the cached generations of `conditions` (and their `variants`: the KL references `sft@kl`, the benign prompts' `@benign`) from one evaluation's `generations/` into another's; returns the files copied."
     src, dst = Path(src), Path(dst)
     if not src.is_dir(): return []
-    name = re.compile(rf"^({'|'.join(map(re.escape, conditions))})(_({'|'.join(map(re.escape, variants))}))?-[0-9a-f]{{16}}\.json$")
+    stems = {generation_stem(c) for c in conditions} | {generation_stem(f"{c}@{v}") for c in conditions for v in variants}
     copied = []
-    for f in sorted(src.iterdir()):
-        if name.match(f.name) and not (dst/f.name).exists():
+    for f in sorted(src.glob("*.json")):
+        if f.name.rsplit("-", 1)[0] in stems and not (dst/f.name).exists():
             dst.mkdir(parents=True, exist_ok=True)
             with atomic_path(dst/f.name) as tmp: shutil.copyfile(f, tmp)
             copied.append(dst/f.name)
