@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_data.ipynb #250ef71c
 from __future__ import annotations
-import csv, inspect, json, random, re
+import csv, inspect, json, math, random, re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -293,8 +293,11 @@ def _prompt_rows(source) -> tuple[list[str], str]:
         rows = [r for r in rows if r.get("FunctionalCategory", "standard") == "standard"]
     return [str(r[col]).strip() for r in rows if str(r[col]).strip()], src
 
-def safety(harmful=("allenai/wildjailbreak",), benign=None, n_train: int = 5000, n_eval: int = 200, seed: int = 0) -> TaskData:
-    "Safety: harmful instructions -> refusals and benign instructions -> answers, 1:1."
+def safety(harmful=("allenai/wildjailbreak",), benign=None, n_train: int = 5000, n_eval: int = 200, seed: int = 0,
+           benign_ratio: float = 1.0) -> TaskData:
+    "Safety: harmful instructions -> refusals and benign instructions -> answers, `benign_ratio` benign pairs per harmful one (the paper: 1:1), evenly interleaved."
+    if not (isinstance(benign_ratio, (int, float)) and not isinstance(benign_ratio, bool) and 0 < benign_ratio < math.inf):
+        raise ValueError(f"benign_ratio must be a positive number (benign training pairs per harmful one), got {benign_ratio!r}")
     harmful = [harmful] if isinstance(harmful, (str, Path)) else list(harmful)
     if [str(h) for h in harmful] == ["allenai/wildjailbreak"]:
         rows = _hub_rows("allenai/wildjailbreak", "train", name="train", delimiter="\t", keep_default_na=False)
@@ -313,11 +316,13 @@ def safety(harmful=("allenai/wildjailbreak",), benign=None, n_train: int = 5000,
         if "output" not in brows[0]: raise ValueError(f"benign file {benign} has columns {sorted(brows[0])}; expected instruction, input, output")
         good = [(_alpaca_prompt(r, benign), r["output"].strip()) for r in brows if r.get("output", "").strip()]
         src = "+".join(srcs) + f" | {benign}"
-    n_h = n_train // 2
+    n_h = n_train // 2 if benign_ratio == 1 else round(n_train / (1 + benign_ratio))
+    if not 0 < n_h < n_train: raise ValueError(f"n_train={n_train} with benign_ratio={benign_ratio} leaves no harmful or no benign pairs; raise n_train")
     h_train, h_eval = split_rows(harm, n_h, n_eval, seed, source=f"harmful prompts ({src})")
     b_train = good[:n_train - n_h]
-    if len(b_train) < n_train - n_h: raise ValueError(f"benign source has {len(good)} usable rows; need {n_train - n_h} for a 1:1 mix. Lower n_train")
-    train = [x for pair in zip(h_train, b_train) for x in pair]
+    if len(b_train) < n_train - n_h: raise ValueError(f"benign source has {len(good)} usable rows; need {n_train - n_h} for this mix. Lower n_train")
+    spread = lambda rows: [((j + 0.5) / len(rows), x) for j, x in enumerate(rows)]     # even spacing; 1:1 alternates harmful, benign
+    train = [x for _, x in sorted(spread(h_train) + spread(b_train), key=lambda t: t[0])]
     seen = {p for p, _ in train}
     return TaskData("safety", train, [p for p, _ in h_eval if p not in seen], src, {"n_harmful": len(h_train), "n_benign": len(b_train)})
 

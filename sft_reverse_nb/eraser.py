@@ -24,7 +24,7 @@ from .artefacts import read_metrics
 # %% auto #0
 __all__ = ['CHANNEL_MODES', 'TRIGGER_FORMAT', 'carrier_channels', 'random_channels', 'capture_last_token', 'trigger_forward',
            'EraserTargets', 'tail_mask', 'base_targets', 'trigger_loss', 'init_trigger', 'project_ball', 'Trigger',
-           'EraserConfig', 'resolve_channels', 'EraseStage', 'train_trigger']
+           'EraserConfig', 'resolve_channels', 'base_answers', 'EraseStage', 'train_trigger']
 
 # %% ../nbs/07_eraser.ipynb #fa417c56
 CHANNEL_MODES = ("write", "ffn_write", "attn_write", "all")
@@ -62,11 +62,13 @@ def random_channels(channels: dict[int, list[int]], d_model: int, seed: int = 0)
 
 # %% ../nbs/07_eraser.ipynb #02766b3c
 @contextmanager
-def capture_last_token(model, layers):
-    "Within the block, `store[ℓ]` holds the residual stream after decoder layer ℓ at the last position, for each ℓ in `layers`."
+def capture_last_token(model, layers, offset: torch.Tensor | None = None):
+    "Within the block, `store[ℓ]` holds the residual stream after decoder layer ℓ at the last prompt token, for each ℓ in `layers`: position −1, or `offset[b]` positions before it in row b (a row that ends with an answer)."
     lay, store = layout_of(model), {}
     def hook(i):
-        def f(mod, args, out): store[i] = (out[0] if isinstance(out, tuple) else out)[:, -1]
+        def f(mod, args, out):
+            h = out[0] if isinstance(out, tuple) else out
+            store[i] = h[:, -1] if offset is None else h[torch.arange(h.shape[0], device=h.device), h.shape[1] - 1 - offset.to(h.device)]
         return f
     handles = [lay.layers[i].register_forward_hook(hook(i)) for i in layers]
     try: yield store
@@ -75,11 +77,12 @@ def capture_last_token(model, layers):
 
 
 # %% ../nbs/07_eraser.ipynb #70ad2a3b
-def trigger_forward(model, trigger: torch.Tensor | None, enc: dict, layers, k: int):
-    "One forward pass over a left-padded prompt batch with `trigger` prepended: last-token states at `layers` and logits at the last `k` positions."
-    with capture_last_token(model, layers) as store:
-        out = model(**prefixed_inputs(model, enc["input_ids"], enc["attention_mask"], trigger), logits_to_keep=k)
-    return dict(store), out.logits
+def trigger_forward(model, trigger: torch.Tensor | None, enc: dict, layers, k: int, offset: torch.Tensor | None = None):
+    "One forward pass over a left-padded batch with `trigger` prepended: last-prompt-token states at `layers` (see `capture_last_token`) and logits at the last `k` positions (zeros in front where the batch is shorter)."
+    with capture_last_token(model, layers, offset) as store:
+        lg = model(**prefixed_inputs(model, enc["input_ids"], enc["attention_mask"], trigger), logits_to_keep=k).logits
+    if lg.shape[1] < k: lg = torch.cat([lg.new_zeros(lg.shape[0], k - lg.shape[1], lg.shape[2]), lg], 1)
+    return dict(store), lg
 
 
 # %% ../nbs/07_eraser.ipynb #7bb86b32
@@ -87,35 +90,39 @@ def trigger_forward(model, trigger: torch.Tensor | None, enc: dict, layers, k: i
 class EraserTargets:
     "Base-model targets over the prompt pool."
     mean: dict[int, torch.Tensor]        # layer -> mean state at its channels
-    logp: torch.Tensor | None            # [N, k, V] base log-probs at the last k prompt positions (None without the KL term)
-    tail: torch.Tensor                   # [N, k] which of those positions lie inside the prompt
+    logp: torch.Tensor | None            # [N, w, V] base log-probs at the last w positions (w = k, plus the answer tokens if any; None without the KL term)
+    tail: torch.Tensor                   # [N, w] which of those positions are KL positions: the last k prompt tokens and the answer's
 
 
 # %% ../nbs/07_eraser.ipynb #419344f9
-def tail_mask(lengths: list[int], k: int) -> torch.Tensor:
-    "[N, k]: position j of the last k is a real prompt token."
-    return torch.tensor([[j >= k - n for j in range(k)] for n in lengths])
+def tail_mask(lengths: list[int], k: int, answers: list[int] | None = None, width: int | None = None) -> torch.Tensor:
+    "[N, width]: position j of each row's last `width` (default k) is one of its last k prompt tokens or of its `answers[i]` answer tokens after them."
+    answers = answers or [0] * len(lengths); width = width or k
+    return torch.tensor([[j >= width - min(k, n) - a for j in range(width)] for n, a in zip(lengths, answers)])
 
 
 # %% ../nbs/07_eraser.ipynb #7cccbdd8
 @torch.no_grad()
 def base_targets(base_model, ids: list[list[int]], pad_id: int, channels: dict[int, list[int]], k: int, batch_size: int = 16,
-                 with_kl: bool = True, autocast=None) -> EraserTargets:
-    "Pool-mean channel states and tail log-probs of `base_model` on the tokenised prompts `ids`."
+                 with_kl: bool = True, autocast=None, answers: list[list[int]] | None = None) -> EraserTargets:
+    "Pool-mean channel states and tail log-probs of `base_model` on the tokenised prompts `ids` (each followed by its `answers` tokens, if given)."
     dev = next(base_model.parameters()).device
     was_training = base_model.training; base_model.eval()
+    answers = answers or [[] for _ in ids]
+    width = k + max(len(a) for a in answers)
     layers = sorted(channels)
     sums = {l: torch.zeros(len(channels[l]), dtype=torch.float64, device=dev) for l in layers}
     logps = []
     for s in range(0, len(ids), batch_size):
-        enc = pad_left(ids[s:s + batch_size], pad_id, dev)
+        rows = range(s, min(s + batch_size, len(ids)))
+        enc = pad_left([ids[i] + answers[i] for i in rows], pad_id, dev)
         with (autocast() if autocast else torch.autocast(dev.type, enabled=False)):
-            st, lg = trigger_forward(base_model, None, enc, layers, k)
+            st, lg = trigger_forward(base_model, None, enc, layers, width, torch.tensor([len(answers[i]) for i in rows]))
         for l in layers: sums[l] += st[l][:, channels[l]].double().sum(0)
         if with_kl: logps.append(lg.float().log_softmax(-1).cpu())
     base_model.train(was_training)
     return EraserTargets({l: (sums[l] / len(ids)).float() for l in layers}, torch.cat(logps) if with_kl else None,
-                         tail_mask([len(x) for x in ids], k))
+                         tail_mask([len(x) for x in ids], k, [len(a) for a in answers], width))
 
 
 # %% ../nbs/07_eraser.ipynb #e94ddc80
@@ -269,6 +276,8 @@ class EraserConfig(StrictConfig):
     alpha: float = setting(0.7, 'weight of the KL term (paper: 0.7)')
     gamma: float = setting(0.1, 'weight of the trigger-norm penalty (paper: 0.1)')
     k: int = setting(8, 'tail positions of the KL term (paper: 8)')
+    answer_tokens: int = setting(0, "also anchor the output on the base model's own greedy answer to each pool prompt, teacher-forced: its first N tokens join the KL positions, "
+                                    "so the trigger keeps the model base-like while it answers, not only where the answer starts (0: the paper, the last k prompt positions only)")
     radius: float = setting(1.0, 'PGD radius per trigger token (paper: 1.0)')
     max_grad_norm: float = setting(1.0, "clip the trigger's gradient norm to this; None: no clipping")
     channels: str = setting("write", 'channel set: write, ffn_write, attn_write or all', choices=('write', 'ffn_write', 'attn_write', 'all'))
@@ -287,6 +296,9 @@ class EraserConfig(StrictConfig):
         self.need_ints(1, "n_tokens", "steps", "batch_size", "n_prompts", "k", "target_batch_size", "save_every", "log_every")
         self.need_numbers("lr", "radius", positive=True)
         self.need_numbers("alpha", "gamma")
+        self.need(isinstance(self.answer_tokens, int) and not isinstance(self.answer_tokens, bool) and self.answer_tokens >= 0,
+                  f"answer_tokens must be a whole number >= 0, got {self.answer_tokens!r}")
+        self.need(not (self.answer_tokens and self.no_kl), "answer_tokens anchors the KL term on the base model's answers, but no_kl removes that term; drop one of them")
         self.need_numbers("max_grad_norm", positive=True, optional=True)
         self.need(self.channels in CHANNEL_MODES, f"channels must be one of {CHANNEL_MODES}, got {self.channels!r}")
         self.need(self.mixed_precision in ("no", "bf16", "fp16"), f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
@@ -337,6 +349,19 @@ def _plot_trigger_losses(metrics: list[dict], path=None, ax=None):
     if path is not None: ax.figure.tight_layout(); ax.figure.savefig(path, dpi=110)
     return ax
 
+# %% ../nbs/07_eraser.ipynb #49aa551b
+@torch.no_grad()
+def base_answers(base_model, tokenizer, prompts: list[str], fmt: ChatFormat, n: int, batch_size: int = 16, autocast=None) -> list[list[int]]:
+    "Token ids of `base_model`'s greedy answer to each prompt: at most `n`, without the end-of-sequence token; empty lists when `n` is 0."
+    if not n: return [[] for _ in prompts]
+    dev = next(base_model.parameters()).device
+    with (autocast() if autocast else torch.autocast(dev.type, enabled=False)):
+        out = generate(base_model, tokenizer, prompts, fmt, max_new_tokens=n, batch_size=batch_size, return_ids=True)
+    eos = base_model.generation_config.eos_token_id if base_model.generation_config.eos_token_id is not None else tokenizer.eos_token_id
+    eos = set(eos if isinstance(eos, (list, tuple)) else [eos])
+    return [[t for t in a if t not in eos][:n] for a in out]
+
+
 # %% ../nbs/07_eraser.ipynb #e4819e01
 class EraseStage(Stage):
     "SFT-Eraser: a soft prompt τ (Adam, projected onto an L2 ball) learns to restore `base_model`'s channel means and tail distributions; the model stays frozen."
@@ -350,6 +375,7 @@ class EraseStage(Stage):
         if not self.pool: raise ValueError("erase: no prompts given")
         self.inputs = {**stage_inputs(tokenizer, model=model, base=base_model), "prompts": digest(self.pool), "channels": digest(self.channels),
                        "carrier": tensor_fingerprint(_gate_source(carrier)[0], "carrier gate logits") if carrier is not None else None}
+        if cfg.answer_tokens: self.inputs["answer_tokens"] = cfg.answer_tokens     # other targets: a resume must not mix the two
 
     def start(self, backend):
         self.ids = [self.tokenizer(self.fmt.prompt(p), add_special_tokens=False).input_ids for p in self.pool]
@@ -367,8 +393,11 @@ class EraseStage(Stage):
 
     def bind(self, work, backend):
         self.base.to(backend.device)
+        self.answers = base_answers(self.base, self.tokenizer, self.pool, self.fmt, self.cfg.answer_tokens, self.cfg.target_batch_size, backend.autocast)
+        _check_context(self.model, self.cfg.n_tokens, [x + a for x, a in zip(self.ids, self.answers)])
+        self.width = self.cfg.k + max(map(len, self.answers))
         self.targets = base_targets(self.base, self.ids, self.pad, self.channels, self.cfg.k, self.cfg.target_batch_size,
-                                    with_kl=not self.cfg.no_kl, autocast=backend.autocast)
+                                    with_kl=not self.cfg.no_kl, autocast=backend.autocast, answers=self.answers)
         work.requires_grad_(False); work.eval()
         self.clipped = [self.tau]
         return {"adam": torch.optim.Adam([self.tau], lr=self.cfg.lr)}
@@ -379,19 +408,20 @@ class EraseStage(Stage):
 # %% ../nbs/07_eraser.ipynb #2b6e9e25
 @patch
 def batches(self: EraseStage, step: int, device) -> list:
-    "One micro-batch per step: this process's rows of the global batch `step` (row indices, row weights, left-padded prompts)."
+    "One micro-batch per step: this process's rows of the global batch `step` (row indices, row weights, left-padded prompts with their answers, answer lengths)."
     self.step, batch = step, micro_batch(len(self.pool), self.cfg.batch_size, self.cfg.seed, step)
     mine = shard(batch, self.rank, self.world)
     idx = mine or batch[:1]                      # an empty share runs a stand-in row of weight 0: it still joins the all-reduce
-    return [(idx, torch.full((len(idx),), float(bool(mine))), pad_left([self.ids[i] for i in idx], self.pad, device))]
+    return [(idx, torch.full((len(idx),), float(bool(mine))), pad_left([self.ids[i] + self.answers[i] for i in idx], self.pad, device),
+             torch.tensor([len(self.answers[i]) for i in idx]))]
 
 
 # %% ../nbs/07_eraser.ipynb #e73f10ed
 @patch
 def loss(self: EraseStage, module, batch) -> torch.Tensor:
     "The whole batch's trigger loss (Eqs. 6–8, rows pooled over the processes); the trigger that scores it is kept if it is the best so far."
-    idx, weight, enc = batch
-    states, logits = trigger_forward(module, self.tau, enc, sorted(self.channels), self.cfg.k)
+    idx, weight, enc, offset = batch
+    states, logits = trigger_forward(module, self.tau, enc, sorted(self.channels), self.width, offset)
     with torch.autocast(enc["input_ids"].device.type, enabled=False):
         loss, self.parts = trigger_loss(states, logits, self.tau, self.targets, torch.tensor(idx), self.channels, self.cfg.alpha, self.cfg.gamma,
                                         use_mse=not self.cfg.output_only, use_kl=not self.cfg.no_kl, weight=weight, sum_all=self.sum_all)
