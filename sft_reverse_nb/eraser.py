@@ -24,7 +24,7 @@ from .artefacts import read_metrics
 # %% auto #0
 __all__ = ['CHANNEL_MODES', 'TRIGGER_FORMAT', 'carrier_channels', 'random_channels', 'capture_last_token', 'trigger_forward',
            'EraserTargets', 'tail_mask', 'base_targets', 'trigger_loss', 'init_trigger', 'project_ball', 'Trigger',
-           'EraserConfig', 'resolve_channels', 'base_answers', 'EraseStage', 'train_trigger']
+           'EraserConfig', 'resolve_channels', 'greedy_answers', 'EraseStage', 'train_trigger']
 
 # %% ../nbs/07_eraser.ipynb #fa417c56
 CHANNEL_MODES = ("write", "ffn_write", "attn_write", "all")
@@ -278,6 +278,8 @@ class EraserConfig(StrictConfig):
     k: int = setting(8, 'tail positions of the KL term (paper: 8)')
     answer_tokens: int = setting(0, "also anchor the output on the base model's own greedy answer to each pool prompt, teacher-forced: its first N tokens join the KL positions, "
                                     "so the trigger keeps the model base-like while it answers, not only where the answer starts (0: the paper, the last k prompt positions only)")
+    answer_source: str = setting("base", "whose greedy answers answer_tokens anchors: 'base' (the base model's own) or 'carrier' (the carrier's without the trigger: "
+                                         "the behaviour's own text, the kind of text the paper's KL benchmark teacher-forces)", choices=("base", "carrier"))
     radius: float = setting(1.0, 'PGD radius per trigger token (paper: 1.0)')
     max_grad_norm: float = setting(1.0, "clip the trigger's gradient norm to this; None: no clipping")
     channels: str = setting("write", 'channel set: write, ffn_write, attn_write or all', choices=('write', 'ffn_write', 'attn_write', 'all'))
@@ -299,6 +301,9 @@ class EraserConfig(StrictConfig):
         self.need(isinstance(self.answer_tokens, int) and not isinstance(self.answer_tokens, bool) and self.answer_tokens >= 0,
                   f"answer_tokens must be a whole number >= 0, got {self.answer_tokens!r}")
         self.need(not (self.answer_tokens and self.no_kl), "answer_tokens anchors the KL term on the base model's answers, but no_kl removes that term; drop one of them")
+        self.need(self.answer_source in ("base", "carrier"), f"answer_source must be 'base' or 'carrier', got {self.answer_source!r}")
+        self.need(self.answer_source == "base" or self.answer_tokens > 0,
+                  f"answer_source={self.answer_source!r} chooses the answers that answer_tokens anchors, but answer_tokens is 0; set answer_tokens > 0")
         self.need_numbers("max_grad_norm", positive=True, optional=True)
         self.need(self.channels in CHANNEL_MODES, f"channels must be one of {CHANNEL_MODES}, got {self.channels!r}")
         self.need(self.mixed_precision in ("no", "bf16", "fp16"), f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
@@ -351,13 +356,13 @@ def _plot_trigger_losses(metrics: list[dict], path=None, ax=None):
 
 # %% ../nbs/07_eraser.ipynb #49aa551b
 @torch.no_grad()
-def base_answers(base_model, tokenizer, prompts: list[str], fmt: ChatFormat, n: int, batch_size: int = 16, autocast=None) -> list[list[int]]:
-    "Token ids of `base_model`'s greedy answer to each prompt: at most `n`, without the end-of-sequence token; empty lists when `n` is 0."
+def greedy_answers(model, tokenizer, prompts: list[str], fmt: ChatFormat, n: int, batch_size: int = 16, autocast=None) -> list[list[int]]:
+    "Token ids of `model`'s greedy answer to each prompt: at most `n`, without the end-of-sequence token; empty lists when `n` is 0."
     if not n: return [[] for _ in prompts]
-    dev = next(base_model.parameters()).device
+    dev = next(model.parameters()).device
     with (autocast() if autocast else torch.autocast(dev.type, enabled=False)):
-        out = generate(base_model, tokenizer, prompts, fmt, max_new_tokens=n, batch_size=batch_size, return_ids=True)
-    eos = base_model.generation_config.eos_token_id if base_model.generation_config.eos_token_id is not None else tokenizer.eos_token_id
+        out = generate(model, tokenizer, prompts, fmt, max_new_tokens=n, batch_size=batch_size, return_ids=True)
+    eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None else tokenizer.eos_token_id
     eos = set(eos if isinstance(eos, (list, tuple)) else [eos])
     return [[t for t in a if t not in eos][:n] for a in out]
 
@@ -376,6 +381,7 @@ class EraseStage(Stage):
         self.inputs = {**stage_inputs(tokenizer, model=model, base=base_model), "prompts": digest(self.pool), "channels": digest(self.channels),
                        "carrier": tensor_fingerprint(_gate_source(carrier)[0], "carrier gate logits") if carrier is not None else None}
         if cfg.answer_tokens: self.inputs["answer_tokens"] = cfg.answer_tokens     # other targets: a resume must not mix the two
+        if cfg.answer_source != "base": self.inputs["answer_source"] = cfg.answer_source
 
     def start(self, backend):
         self.ids = [self.tokenizer(self.fmt.prompt(p), add_special_tokens=False).input_ids for p in self.pool]
@@ -393,7 +399,8 @@ class EraseStage(Stage):
 
     def bind(self, work, backend):
         self.base.to(backend.device)
-        self.answers = base_answers(self.base, self.tokenizer, self.pool, self.fmt, self.cfg.answer_tokens, self.cfg.target_batch_size, backend.autocast)
+        self.answers = greedy_answers(self.base if self.cfg.answer_source == "base" else self.model, self.tokenizer, self.pool, self.fmt, self.cfg.answer_tokens,
+                                      self.cfg.target_batch_size, backend.autocast)
         _check_context(self.model, self.cfg.n_tokens, [x + a for x, a in zip(self.ids, self.answers)])
         self.width = self.cfg.k + max(map(len, self.answers))
         self.targets = base_targets(self.base, self.ids, self.pad, self.channels, self.cfg.k, self.cfg.target_batch_size,
