@@ -276,7 +276,7 @@ class EraserConfig(StrictConfig):
     alpha: float = setting(0.7, 'weight of the KL term (paper: 0.7)')
     gamma: float = setting(0.1, 'weight of the trigger-norm penalty (paper: 0.1)')
     k: int = setting(8, 'tail positions of the KL term (paper: 8)')
-    answer_tokens: int = setting(0, "also anchor the output on the base model's own greedy answer to each pool prompt, teacher-forced: its first N tokens join the KL positions, "
+    answer_tokens: int = setting(0, "also anchor the output on a greedy answer to each pool prompt (whose: answer_source), teacher-forced: its first N tokens join the KL positions, "
                                     "so the trigger keeps the model base-like while it answers, not only where the answer starts (0: the paper, the last k prompt positions only)")
     answer_source: str = setting("base", "whose greedy answers answer_tokens anchors: 'base' (the base model's own) or 'carrier' (the carrier's without the trigger: "
                                          "the behaviour's own text, the kind of text the paper's KL benchmark teacher-forces)", choices=("base", "carrier"))
@@ -300,7 +300,7 @@ class EraserConfig(StrictConfig):
         self.need_numbers("alpha", "gamma")
         self.need(isinstance(self.answer_tokens, int) and not isinstance(self.answer_tokens, bool) and self.answer_tokens >= 0,
                   f"answer_tokens must be a whole number >= 0, got {self.answer_tokens!r}")
-        self.need(not (self.answer_tokens and self.no_kl), "answer_tokens anchors the KL term on the base model's answers, but no_kl removes that term; drop one of them")
+        self.need(not (self.answer_tokens and self.no_kl), "answer_tokens anchors the KL term on greedy answers, but no_kl removes that term; drop one of them")
         self.need(self.answer_source in ("base", "carrier"), f"answer_source must be 'base' or 'carrier', got {self.answer_source!r}")
         self.need(self.answer_source == "base" or self.answer_tokens > 0,
                   f"answer_source={self.answer_source!r} chooses the answers that answer_tokens anchors, but answer_tokens is 0; set answer_tokens > 0")
