@@ -84,7 +84,7 @@ def test_bad_preset_and_missing_sft(tmp_path):
     assert r.returncode == 2 and "is not a completed SFT run" in r.stderr and "sftr sft" in r.stderr
 
 
-@pytest.mark.parametrize("example", ["safety-smollm2-cpu.json", "shakespeare-smollm2-cpu.json"])
+@pytest.mark.parametrize("example", ["safety-smollm2-cpu.json", "safety-benign2-smollm2-cpu.json", "shakespeare-smollm2-cpu.json"])
 def test_example_configs_load_as_shipped(example, monkeypatch):
     "The shipped example configurations resolve as a user passes them (`_comment` keys are comments) and their tasks load from the paths they name."
     from sft_reverse_nb.pipeline import resolve_config, build_task
