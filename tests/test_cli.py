@@ -84,15 +84,23 @@ def test_bad_preset_and_missing_sft(tmp_path):
     assert r.returncode == 2 and "is not a completed SFT run" in r.stderr and "sftr sft" in r.stderr
 
 
+def _at_dev_data(value):
+    "The example configs name the workspace's data as `../shared/data/...` (relative to the repository root); the same files wherever `dev_data_dir` finds them."
+    from sft_reverse_nb.data import dev_data_dir
+    if isinstance(value, str) and value.startswith("../shared/data/"): return str(dev_data_dir() / value[len("../shared/data/"):])
+    if isinstance(value, list): return [_at_dev_data(v) for v in value]
+    if isinstance(value, dict): return {k: _at_dev_data(v) for k, v in value.items()}
+    return value
+
+
 @pytest.mark.parametrize("example", ["safety-smollm2-cpu.json", "safety-benign2-smollm2-cpu.json", "shakespeare-smollm2-cpu.json"])
-def test_example_configs_load_as_shipped(example, monkeypatch):
-    "The shipped example configurations resolve as a user passes them (`_comment` keys are comments) and their tasks load from the paths they name."
+def test_example_configs_load_as_shipped(example):
+    "The shipped example configurations resolve as a user passes them (`_comment` keys are comments) and their tasks load from the data they name."
     from sft_reverse_nb.pipeline import resolve_config, build_task
     root = Path(__file__).resolve().parents[1]
-    monkeypatch.chdir(root)                               # their data paths are relative to the repository root
     cfg = resolve_config(config_file=root / "examples" / "configs" / example)
     assert "_comment" not in cfg and cfg["model"] == "smollm2"
-    task = build_task(cfg["task"])
+    task = build_task(_at_dev_data(cfg["task"]))
     assert len(task.eval_prompts) >= 100, len(task.eval_prompts)          # the targets ask for n >= 100 held-out prompts per condition
     assert not set(task.eval_prompts) & {p for p, _ in task.train}
 
@@ -103,7 +111,7 @@ def _tiny_config_like(example: str, tmp_path) -> Path:
     from sft_reverse_nb.pipeline import get_preset
     sd, root = dev_data_dir(), Path(__file__).resolve().parents[1]
     shipped = json.loads((root / "examples" / "configs" / example).read_text())
-    cfg = {k: v for k, v in shipped.items() if not k.startswith("_")}
+    cfg = {k: _at_dev_data(v) for k, v in shipped.items() if not k.startswith("_")}
     tiny = get_preset("tiny")
     cfg.update(model=tiny["model"], base=tiny["base"], dtype="float32", device="cpu")
     t = cfg["task"]
