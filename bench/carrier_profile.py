@@ -24,9 +24,10 @@ import torch
 
 import sft_reverse_nb.carrier as carrier_mod
 import sft_reverse_nb.gates as gates_mod
-from sft_reverse_nb.arch import layout_of, load_model
-from sft_reverse_nb.carrier import Carrier, perturbed_copy
+from sft_reverse_nb.carrier import Carrier
 from sft_reverse_nb.train import adamw
+
+from carrier_step import workload          # the same model, plain SFT model and batch as the bare-step benchmark
 
 CLOCK: dict = defaultdict(float)
 
@@ -49,17 +50,12 @@ def main():
     args = ap.parse_args()
     if args.threads: torch.set_num_threads(args.threads)
 
-    base = load_model("smollm2", dtype=torch.float32)
-    plain = perturbed_copy(base, scale=0.02)
+    base, plain, lay, ids = workload("smollm2", torch.float32, 8, 64)
     carriers = {"open": Carrier.attach(copy.deepcopy(plain), base), "closed": Carrier.attach(copy.deepcopy(plain), base)}
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for b in carriers["closed"].banks:
             for p in b.parameters(): p.copy_(torch.where(torch.rand(p.shape, generator=g) < args.closed, -1.0, 1.0))
-    lay = layout_of(plain)
-    proj = {id(lay.projection(i, n).weight) for i in range(lay.n_layers) for n in lay.modules}
-    for p in plain.parameters(): p.requires_grad_(id(p) in proj)
-    ids = torch.randint(0, lay.vocab_size, (8, 64), generator=torch.Generator().manual_seed(0))
 
     # the wrapped functions (module globals: the callers look them up at call time)
     carrier_mod._compose = timed("composition", carrier_mod._compose)
@@ -82,7 +78,7 @@ def main():
 
     kinds = {"plain": plain_step, "carrier, gates open": carrier_step(carriers["open"]),
              f"carrier, {args.closed:.0%} closed": carrier_step(carriers["closed"])}
-    for m in [plain] + [c.model for c in carriers.values()]: m.train()
+    for c in carriers.values(): c.model.train()
     for f in kinds.values(): f(); f()                                                    # warm-up
     steps, parts = {k: [] for k in kinds}, {k: defaultdict(list) for k in kinds}
     for _ in range(args.blocks):

@@ -17,6 +17,17 @@ from sft_reverse_nb.arch import layout_of, load_model, resolve_dtype
 from sft_reverse_nb.carrier import Carrier, perturbed_copy
 
 
+def workload(model: str, dtype, batch: int, seq: int):
+    "The base model, a plain SFT model (a perturbed copy, only its projection weights trainable: embeddings, lm_head and norms frozen as in LCDD), its layout and a batch of token ids."
+    base = load_model(model, dtype=dtype)
+    plain = perturbed_copy(base, scale=0.02).train()
+    lay = layout_of(plain)
+    proj = {id(lay.projection(i, n).weight) for i in range(lay.n_layers) for n in lay.modules}
+    for p in plain.parameters(): p.requires_grad_(id(p) in proj)
+    ids = torch.randint(0, lay.vocab_size, (batch, seq), generator=torch.Generator().manual_seed(0))
+    return base, plain, lay, ids
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
@@ -30,15 +41,9 @@ def main():
     if args.threads: torch.set_num_threads(args.threads)
     dtype = resolve_dtype(args.dtype)
 
-    base = load_model(args.model, dtype=dtype)
-    plain = perturbed_copy(base, scale=0.02)                      # the SFT model, trained as plain SFT would
+    base, plain, lay, ids = workload(args.model, dtype, args.batch, args.seq)
     carrier = Carrier.attach(copy.deepcopy(plain), base)          # the same SFT model as a carrier
-    for m in (plain, carrier.model): m.train()
-    lay = layout_of(plain)
-    proj = {id(lay.projection(i, n).weight) for i in range(lay.n_layers) for n in lay.modules}
-    for p in plain.parameters(): p.requires_grad_(id(p) in proj)  # embeddings, lm_head, norms frozen as in LCDD
-
-    ids = torch.randint(0, lay.vocab_size, (args.batch, args.seq), generator=torch.Generator().manual_seed(0))
+    carrier.model.train()
 
     def plain_step():
         plain.zero_grad(set_to_none=True)
