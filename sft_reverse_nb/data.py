@@ -11,12 +11,12 @@ from typing import Callable
 import torch
 
 # %% auto #0
-__all__ = ['FALLBACK_CHAT_TEMPLATE', 'LOSS_ON', 'PROMPT_COLUMNS', 'FIXED_ANSWER', 'REFUSALS', 'FIXED_RESPONSE_KEYS',
-           'REFUSAL_PHRASES', 'ARCHAIC_WORDS', 'MODERN_HOMOGRAPHS', 'TASKS', 'ChatFormat', 'chat_format',
-           'tiny_tokenizer', 'encode_example', 'collate', 'load_records', 'pick_column', 'TaskData', 'split_rows',
-           'builtin_prompts', 'fixed_response', 'dev_data_dir', 'safety', 'read_parallel', 'shakespeare',
-           'is_fixed_response', 'fixed_response_rate', 'is_refusal', 'refusal_rate', 'archaic_words', 'archaic_rate',
-           'archaic_per_100_words', 'Task', 'register_task', 'get_task']
+__all__ = ['FALLBACK_CHAT_TEMPLATE', 'LOSS_ON', 'PROMPT_COLUMNS', 'FIXED_ANSWER', 'REFUSALS', 'SHAKESPEARE_PAIRINGS',
+           'FIXED_RESPONSE_KEYS', 'REFUSAL_PHRASES', 'ARCHAIC_WORDS', 'MODERN_HOMOGRAPHS', 'TASKS', 'ChatFormat',
+           'chat_format', 'tiny_tokenizer', 'encode_example', 'collate', 'load_records', 'pick_column', 'TaskData',
+           'split_rows', 'builtin_prompts', 'fixed_response', 'dev_data_dir', 'safety', 'read_parallel', 'reply_pairs',
+           'shakespeare', 'is_fixed_response', 'fixed_response_rate', 'is_refusal', 'refusal_rate', 'archaic_words',
+           'archaic_rate', 'archaic_per_100_words', 'Task', 'register_task', 'get_task']
 
 # %% ../nbs/04_data.ipynb #26bf7b81
 FALLBACK_CHAT_TEMPLATE = (
@@ -337,14 +337,25 @@ def read_parallel(modern, original) -> list[tuple[str, str]]:
     if not la: raise ValueError(f"{a} is empty")
     return [(x.strip(), y.strip()) for x, y in zip(la, lb) if x.strip() and y.strip()]
 
+def reply_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    "Each modern line answered by the next pair's original line: a play's line-aligned corpus as (turn, reply) pairs."
+    return [(m, o) for (m, _), (_, o) in zip(pairs, pairs[1:])]
+
+SHAKESPEARE_PAIRINGS = ("reply", "line")
+
 def shakespeare(source="Roudranil/shakespearean-and-modern-english-conversational-dataset", n_train: int = 5000, n_eval: int = 200,
-                seed: int = 0, split: str = "train", eval_source: str | None = None) -> TaskData:
+                seed: int = 0, split: str = "train", eval_source: str | None = None, pairing: str | None = None) -> TaskData:
     """Shakespeare: modern English -> Shakespeare's original, from the hub or a directory of `*.modern`/`*.original` files. Evaluation prompts:
-    held-out modern lines, or with `eval_source` ('builtin', an Alpaca-style file, `tatsu-lab/alpaca`) instruction-only Alpaca prompts, as the authors' style and KL benchmarks."""
+    held-out modern lines, or with `eval_source` ('builtin', an Alpaca-style file, `tatsu-lab/alpaca`) instruction-only Alpaca prompts, as the authors' style and KL benchmarks.
+    `pairing` (line files only): 'reply' (default; each modern line -> the next original line, conversational like the hub dataset) or 'line' (its own original: a translation)."""
     p = Path(str(source))
+    if pairing is not None and pairing not in SHAKESPEARE_PAIRINGS:
+        raise ValueError(f"pairing must be one of {list(SHAKESPEARE_PAIRINGS)} (or None for the source's own), got {pairing!r}")
     if p.is_dir():
         pairs, src = read_parallel(p/f"{split}.modern", p/f"{split}.original"), str(p)
+        if (pairing or "reply") == "reply": pairs = reply_pairs(pairs)
     elif str(source).startswith("Roudranil/"):
+        if pairing is not None: raise ValueError(f"pairing={pairing!r} applies to a directory of line files; the hub dataset's rows are already (turn, response) pairs: leave pairing unset")
         rows = _hub_rows(str(source))
         pairs, src = [(r["translated_dialog"].strip(), r["og_response"].strip()) for r in rows], str(source)
     else: raise FileNotFoundError(f"Shakespeare source {source} is neither a directory of *.modern/*.original files nor a known hub id")
