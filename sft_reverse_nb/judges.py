@@ -13,17 +13,31 @@ from .provenance import digest
 from .data import TaskData, load_records, read_parallel, dev_data_dir
 
 # %% auto #0
-__all__ = ['STYLE_DIM', 'STYLE_SETTINGS', 'TASK_SCORERS', 'BENIGN_TASKS', 'ngram_counts', 'hashed_features', 'feature_matrix',
-           'StyleClassifier', 'train_style_classifier', 'auc', 'style_validation', 'reference_split',
-           'style_classifier', 'StyleJudge', 'style_pairs', 'shakespeare_judge', 'task_scorers']
+__all__ = ['STYLE_DIM', 'CONTRACTIONS', 'STYLE_SETTINGS', 'TASK_SCORERS', 'BENIGN_TASKS', 'expand_contractions', 'ngram_counts',
+           'hashed_features', 'feature_matrix', 'StyleClassifier', 'train_style_classifier', 'auc', 'style_validation',
+           'reference_split', 'style_classifier', 'StyleJudge', 'style_pairs', 'shakespeare_judge', 'task_scorers']
 
 # %% ../nbs/04c_judges.ipynb #7fe3a1c7
 STYLE_DIM = 2 ** 18
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)*|[^\w\s]")
+_PRONOUN = r"(?:i|you|we|they|he|she|it|that|there|who|what|where|here|how)"
+CONTRACTIONS = [(r"\bwon't\b", "will not"), (r"\bcan't\b", "can not"), (r"\bshan't\b", "shall not"), (r"\bain't\b", "am not"),
+                (r"\b([a-z]+)n't\b", r"\1 not"), (r"\bi'm\b", "i am"), (r"\b([a-z]+)'re\b", r"\1 are"), (r"\b([a-z]+)'ve\b", r"\1 have"),
+                (rf"\b({_PRONOUN})'ll\b", r"\1 will"), (rf"\b({_PRONOUN})'d\b", r"\1 would"), (r"\blet's\b", "let us"),
+                (rf"\b({_PRONOUN})'s\b", r"\1 is")]
+_CONTRACTIONS = [(re.compile(p), r) for p, r in CONTRACTIONS]
 
-def ngram_counts(text: str, char_n=(2, 3, 4)) -> dict[str, int]:
-    "Word unigrams (`w:`), word bigrams (`b:`) and character n-grams (`cN:`) of the lower-cased text, with their counts."
+def expand_contractions(text: str) -> str:
+    "The lower-cased text with typographic apostrophes made plain and modern contractions written out (`CONTRACTIONS`, in order)."
     t = text.lower().replace("\u2019", "'")
+    for pattern, repl in _CONTRACTIONS: t = pattern.sub(repl, t)
+    return t
+
+
+# %% ../nbs/04c_judges.ipynb #c8744125
+def ngram_counts(text: str, char_n=(2, 3, 4), expand: bool = False) -> dict[str, int]:
+    "Word unigrams (`w:`), word bigrams (`b:`) and character n-grams (`cN:`) of the lower-cased text (contractions written out if `expand`), with their counts."
+    t = expand_contractions(text) if expand else text.lower().replace("\u2019", "'")
     words = _WORD.findall(t)
     grams = [f"w:{x}" for x in words] + [f"b:{a} {b}" for a, b in zip(words, words[1:])]
     s = " " + " ".join(t.split()) + " "
@@ -32,23 +46,24 @@ def ngram_counts(text: str, char_n=(2, 3, 4)) -> dict[str, int]:
     for g in grams: out[g] = out.get(g, 0) + 1
     return out
 
+
 # %% ../nbs/04c_judges.ipynb #83fc926d
-def hashed_features(text: str, dim: int = STYLE_DIM, char_n=(2, 3, 4)) -> tuple[list[int], list[float]]:
+def hashed_features(text: str, dim: int = STYLE_DIM, char_n=(2, 3, 4), expand: bool = False) -> tuple[list[int], list[float]]:
     "Sorted bucket indices (crc32 of each n-gram mod `dim`) and their damped (1 + log count), unit-length weights."
     cnt: dict[int, int] = {}
-    for g, c in ngram_counts(text, char_n).items():
+    for g, c in ngram_counts(text, char_n, expand).items():
         h = zlib.crc32(g.encode()) % dim; cnt[h] = cnt.get(h, 0) + c
     idx = sorted(cnt); val = [1 + math.log(cnt[i]) for i in idx]
     norm = math.sqrt(sum(v * v for v in val)) or 1.0
     return idx, [v / norm for v in val]
 
 # %% ../nbs/04c_judges.ipynb #176f4cbe
-def feature_matrix(texts: list[str], dim: int = STYLE_DIM, char_n=(2, 3, 4)) -> torch.Tensor:
+def feature_matrix(texts: list[str], dim: int = STYLE_DIM, char_n=(2, 3, 4), expand: bool = False) -> torch.Tensor:
     "The texts' hashed features as a sparse CSR matrix `[len(texts), dim]`."
     crow, col, val = [0], [], []
     for t in texts:
         if not isinstance(t, str): raise TypeError(f"style features need text, got {type(t).__name__} {t!r:.40}")
-        i, v = hashed_features(t, dim, char_n); col += i; val += v; crow.append(len(col))
+        i, v = hashed_features(t, dim, char_n, expand); col += i; val += v; crow.append(len(col))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse", category=UserWarning)   # torch: CSR is "beta"
         return torch.sparse_csr_tensor(torch.tensor(crow), torch.tensor(col, dtype=torch.long), torch.tensor(val, dtype=torch.float32),
@@ -66,7 +81,7 @@ class StyleClassifier:
 
     def logits(self, texts: list[str]) -> torch.Tensor:
         "The linear scores (log-odds) of `texts`."
-        X = feature_matrix(list(texts), self.settings["dim"], tuple(self.settings["char_n"]))
+        X = feature_matrix(list(texts), self.settings["dim"], tuple(self.settings["char_n"]), self.settings.get("expand_contractions", False))
         return X @ self.weight + self.bias
 
     def score(self, texts: list[str]) -> list[float]:
@@ -91,7 +106,7 @@ class StyleClassifier:
         return cls(t["weight"], float(t["bias"][0]), meta["settings"], meta["fingerprint"], meta.get("validation", {}))
 
 # %% ../nbs/04c_judges.ipynb #6427bb65
-STYLE_SETTINGS = {"dim": STYLE_DIM, "char_n": [2, 3, 4], "steps": 150, "lr": 0.1, "l2": 1e-6}
+STYLE_SETTINGS = {"dim": STYLE_DIM, "char_n": [2, 3, 4], "expand_contractions": True, "steps": 150, "lr": 0.1, "l2": 1e-6}
 
 def train_style_classifier(styled: list[str], plain: list[str], settings: dict | None = None) -> StyleClassifier:
     "Fit styled (1) vs plain (0) texts: full-batch Adam from zero weights, every text weighted equally (deterministic)."
@@ -101,7 +116,7 @@ def train_style_classifier(styled: list[str], plain: list[str], settings: dict |
     if not styled or not plain: raise ValueError(f"a style classifier needs styled and plain texts; got {len(styled)} styled and {len(plain)} plain")
     texts = list(styled) + list(plain)
     y = torch.cat([torch.ones(len(styled)), torch.zeros(len(plain))])
-    X = feature_matrix(texts, s["dim"], tuple(s["char_n"]))
+    X = feature_matrix(texts, s["dim"], tuple(s["char_n"]), s["expand_contractions"])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse", category=UserWarning)
         Xt = X.t().to_sparse_csr()
