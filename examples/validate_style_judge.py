@@ -12,7 +12,7 @@ instructions (slow on CPU).
 import argparse, json, tempfile
 from pathlib import Path
 from sft_reverse_nb.data import dev_data_dir, read_parallel, shakespeare
-from sft_reverse_nb.judges import expand_contractions, reference_split, style_classifier, style_pairs, style_validation
+from sft_reverse_nb.judges import expand_contractions, has_contraction, reference_split, style_classifier, style_pairs, style_validation
 
 
 def main():
@@ -32,7 +32,7 @@ def main():
         cfg = {"base": "smollm2", "dtype": "float32"}
         tok = config_tokenizer(cfg); model = config_model("smollm2", cfg)
         base = generate(model, tok, [p for p, _ in held[:args.base_answers]], fmt=config_format(cfg, tok), max_new_tokens=64, batch_size=10)
-    contracted = [m for m, _ in valid if expand_contractions(m) != m.lower().replace("\u2019", "'")]
+    contracted = [m for m, _ in valid if has_contraction(m)]
     expanded = [expand_contractions(m) for m in contracted]
     cache = Path(tempfile.mkdtemp())
     rows = {}

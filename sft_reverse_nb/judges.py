@@ -13,9 +13,10 @@ from .provenance import digest
 from .data import TaskData, load_records, read_parallel, dev_data_dir
 
 # %% auto #0
-__all__ = ['STYLE_DIM', 'CONTRACTIONS', 'STYLE_SETTINGS', 'TASK_SCORERS', 'BENIGN_TASKS', 'expand_contractions', 'ngram_counts',
-           'hashed_features', 'feature_matrix', 'StyleClassifier', 'train_style_classifier', 'auc', 'style_validation',
-           'reference_split', 'style_classifier', 'StyleJudge', 'style_pairs', 'shakespeare_judge', 'task_scorers']
+__all__ = ['STYLE_DIM', 'CONTRACTIONS', 'STYLE_SETTINGS', 'TASK_SCORERS', 'BENIGN_TASKS', 'expand_contractions',
+           'has_contraction', 'ngram_counts', 'hashed_features', 'feature_matrix', 'StyleClassifier',
+           'train_style_classifier', 'auc', 'style_validation', 'reference_split', 'style_classifier', 'StyleJudge',
+           'style_pairs', 'shakespeare_judge', 'task_scorers']
 
 # %% ../nbs/04c_judges.ipynb #7fe3a1c7
 STYLE_DIM = 2 ** 18
@@ -27,17 +28,23 @@ CONTRACTIONS = [(r"\bwon't\b", "will not"), (r"\bcan't\b", "can not"), (r"\bshan
                 (rf"\b({_PRONOUN})'s\b", r"\1 is")]
 _CONTRACTIONS = [(re.compile(p), r) for p, r in CONTRACTIONS]
 
+def _plain(text: str) -> str: return text.lower().replace("\u2019", "'")   # lower case, typographic apostrophes made plain
+
 def expand_contractions(text: str) -> str:
     "The lower-cased text with typographic apostrophes made plain and modern contractions written out (`CONTRACTIONS`, in order)."
-    t = text.lower().replace("\u2019", "'")
+    t = _plain(text)
     for pattern, repl in _CONTRACTIONS: t = pattern.sub(repl, t)
     return t
+
+def has_contraction(text: str) -> bool:
+    "Whether `expand_contractions` changes anything in `text` besides case and apostrophes."
+    return expand_contractions(text) != _plain(text)
 
 
 # %% ../nbs/04c_judges.ipynb #c8744125
 def ngram_counts(text: str, char_n=(2, 3, 4), expand: bool = False) -> dict[str, int]:
     "Word unigrams (`w:`), word bigrams (`b:`) and character n-grams (`cN:`) of the lower-cased text (contractions written out if `expand`), with their counts."
-    t = expand_contractions(text) if expand else text.lower().replace("\u2019", "'")
+    t = expand_contractions(text) if expand else _plain(text)
     words = _WORD.findall(t)
     grams = [f"w:{x}" for x in words] + [f"b:{a} {b}" for a, b in zip(words, words[1:])]
     s = " " + " ".join(t.split()) + " "
