@@ -15,7 +15,7 @@ from fastcore.basics import patch
 from .carrier import Carrier
 from .sft import train_sft
 from .data import TaskData, ChatFormat, chat_format
-from .equivalence import PROJECTIONS
+from .equivalence import PROJECTIONS, expand_gqa
 from .generate import pad_id
 from .provenance import tensor_fingerprint
 from .train import TrainConfig, setting, ExampleBatches, Stage, fit, adamw, lr_schedule, token_loss_sum, options_table
@@ -23,8 +23,9 @@ from .provenance import stage_inputs, reuse_complete, is_complete
 from .artefacts import read_metrics
 
 # %% auto #0
-__all__ = ['DualController', 'LCDDConfig', 'EarlyStop', 'carrier_tensors', 'LCDDStage', 'train_lcdd', 'tiny_configs',
-           'tiny_lcdd_run', 'plot_lcdd_dynamics']
+__all__ = ['DualController', 'LCDDConfig', 'EarlyStop', 'input_second_moments', 'gate_importance', 'rank_gate_logits',
+           'order_gates_by_activation', 'carrier_tensors', 'LCDDStage', 'train_lcdd', 'tiny_configs', 'tiny_lcdd_run',
+           'plot_lcdd_dynamics']
 
 # %% ../nbs/06_lcdd.ipynb #480f44b9
 class DualController:
@@ -100,6 +101,10 @@ class LCDDConfig(TrainConfig):
     overprune: float = setting(0.35, 'a window over-prunes when its median loss exceeds (1 + overprune) × the early-stop baseline')
     init_mean: float = setting(1.5, 'mean of the initial gate logits')
     init_std: float = setting(0.5, 'standard deviation of the initial gate logits')
+    gate_init: str = setting("random", "who gets which initial gate logit: random (the paper) or activation (the same values ranked by each gate's "
+                                       "Σ Δ² E[x²], so that the gates whose delta changes the outputs least close first; see 'Gates ranked by what their delta writes')",
+                             choices=('random', 'activation'))
+    gate_init_examples: int = setting(16, "training examples whose projection inputs give E[x²] for gate_init='activation'")
     keep_sft_norms: bool = setting(False, "keep the SFT model's norms instead of the base model's")
     schedule: str = setting("constant_with_warmup", 'learning-rate schedule of the deltas (a `transformers.get_scheduler` name)')
 
@@ -109,6 +114,8 @@ class LCDDConfig(TrainConfig):
         if self.mask_only not in (None, "ce", "kl"): raise ValueError(f"LCDDConfig: mask_only must be None, 'ce' or 'kl', got {self.mask_only!r}")
         if self.kl_form not in ("kl", "soft_ce"): raise ValueError(f"LCDDConfig: kl_form must be 'kl' or 'soft_ce', got {self.kl_form!r}")
         if self.budget not in ("ce", "kl"): raise ValueError(f"LCDDConfig: budget must be 'ce' or 'kl', got {self.budget!r}")
+        if self.gate_init not in ("random", "activation"): raise ValueError(f"LCDDConfig: gate_init must be 'random' or 'activation', got {self.gate_init!r}")
+        self.need_ints(1, "gate_init_examples")
         if self.mask_only == "ce" and self.budget == "kl":
             raise ValueError("LCDDConfig: mask_only='ce' trains the gates on cross-entropy but budget='kl' asks for a divergence; use mask_only='kl' (or budget='ce')")
         self.need_ints(2, "stop_window"); self.need_ints(1, "stop_patience")
@@ -151,6 +158,59 @@ class EarlyStop:
     def state_dict(self): return dict(vars(self))
     def load_state_dict(self, d): vars(self).update(d); return self
 
+# %% ../nbs/06_lcdd.ipynb #7e48f1eb
+def input_second_moments(carrier: Carrier, examples: list[dict], n: int = 16) -> dict[nn.Module, torch.Tensor]:
+    "Mean squared input $\\mathbb{E}[x_k^2]$ of every gated projection over all tokens of the first `n` encoded `examples`, keyed by module."
+    if not examples: raise ValueError("input_second_moments needs at least one encoded example (the task encoded to no training pairs)")
+    sums, count = {}, [0]
+    def hook(module, args):
+        x = args[0].detach().float().reshape(-1, args[0].shape[-1])
+        sums[module] = sums.get(module, 0) + x.pow(2).sum(0)
+    handles = [m.register_forward_pre_hook(hook) for m in carrier.projections()]
+    dev = next(carrier.model.parameters()).device
+    try:
+        with torch.no_grad():
+            for e in examples[:n]:
+                ids = torch.tensor([e["input_ids"]], device=dev)
+                carrier.model(input_ids=ids); count[0] += ids.shape[1]
+    finally:
+        for h in handles: h.remove()
+    return {m: s / count[0] for m, s in sums.items()}
+
+# %% ../nbs/06_lcdd.ipynb #19a2067c
+def gate_importance(carrier: Carrier, second_moments: dict | None = None) -> dict[str, torch.Tensor]:
+    "Per gate (keyed like `Carrier.logits`), $\\sum \\Delta_{jk}^2\\,\\mathbb{E}[x_k^2]$ over the delta entries it masks in every projection (without `second_moments`: $\\sum \\Delta_{jk}^2$)."
+    lay = carrier.layout
+    ones = {k: torch.ones(p.shape, dtype=torch.float32, device=p.device, requires_grad=True) for k, p in carrier.logits.items()}
+    total = 0.
+    for i in range(lay.n_layers):
+        for n in lay.modules:
+            m = lay.projection(i, n)
+            r = m._row(lambda g: ones[f"layers.{i}.{g}"])
+            c = ones[f"layers.{i}.{m.spec.col}"]
+            if m.spec.col_gqa: c = expand_gqa(c, *m.gqa)
+            w = m.delta.detach().float().pow(2)
+            if second_moments is not None: w = w * second_moments[m][None, :]
+            total = total + (r[:, None] * c[None, :] * w).sum()
+    total.backward()
+    return {k: v.grad for k, v in ones.items()}
+
+# %% ../nbs/06_lcdd.ipynb #ddb18d96
+def rank_gate_logits(carrier: Carrier, importance: dict[str, torch.Tensor]) -> Carrier:
+    "Reorder every gate group's current logits so that the least important gate holds the lowest value (same values, new owners)."
+    with torch.no_grad():
+        for k, p in carrier.logits.items():
+            imp = importance[k]
+            if imp.shape != p.shape: raise ValueError(f"importance of {k} has shape {tuple(imp.shape)}, the gate logits {tuple(p.shape)}")
+            vals = torch.sort(p.detach().flatten()).values
+            out = torch.empty_like(vals); out[torch.argsort(imp.flatten().to(p.device), stable=True)] = vals
+            p.copy_(out.view_as(p))
+    return carrier
+
+def order_gates_by_activation(carrier: Carrier, examples: list[dict], n: int = 16) -> Carrier:
+    "`gate_init='activation'`: rank the carrier's initial gate logits by `gate_importance` with the inputs' second moments on `n` examples."
+    return rank_gate_logits(carrier, gate_importance(carrier, input_second_moments(carrier, examples, n)))
+
 # %% ../nbs/06_lcdd.ipynb #7880cf0d
 def carrier_tensors(carrier: Carrier) -> dict[str, torch.Tensor]:
     "The tensors LCDD trains, by checkpoint key: `gate.layers.{i}.{group}` logits and `delta.layers.{i}.{projection}` deltas."
@@ -186,6 +246,7 @@ class LCDDStage(Stage):
         else:
             self.reference = copy.deepcopy(self.sft).to(backend.device).eval() if c.divergence() else None
             self.carrier = Carrier.attach(self.sft, self.base, keep_sft_norms=c.keep_sft_norms, seed=c.seed, init_mean=c.init_mean, init_std=c.init_std)
+            if c.gate_init == "activation": order_gates_by_activation(self.carrier, self.examples, c.gate_init_examples)
         self.model = self.carrier.model
         return self.data.total
 
