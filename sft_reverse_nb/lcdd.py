@@ -162,7 +162,7 @@ class EarlyStop:
 def input_second_moments(carrier: Carrier, examples: list[dict], n: int = 16) -> dict[nn.Module, torch.Tensor]:
     "Mean squared input $\\mathbb{E}[x_k^2]$ of every gated projection over all tokens of the first `n` encoded `examples`, keyed by module."
     if not examples: raise ValueError("input_second_moments needs at least one encoded example (the task encoded to no training pairs)")
-    sums, count = {}, [0]
+    sums, count = {}, 0
     def hook(module, args):
         x = args[0].detach().float().reshape(-1, args[0].shape[-1])
         sums[module] = sums.get(module, 0) + x.pow(2).sum(0)
@@ -172,10 +172,10 @@ def input_second_moments(carrier: Carrier, examples: list[dict], n: int = 16) ->
         with torch.no_grad():
             for e in examples[:n]:
                 ids = torch.tensor([e["input_ids"]], device=dev)
-                carrier.model(input_ids=ids); count[0] += ids.shape[1]
+                carrier.model(input_ids=ids); count += ids.shape[1]
     finally:
         for h in handles: h.remove()
-    return {m: s / count[0] for m, s in sums.items()}
+    return {m: s / count for m, s in sums.items()}
 
 # %% ../nbs/06_lcdd.ipynb #19a2067c
 def gate_importance(carrier: Carrier, second_moments: dict | None = None) -> dict[str, torch.Tensor]:
@@ -202,7 +202,7 @@ def rank_gate_logits(carrier: Carrier, importance: dict[str, torch.Tensor]) -> C
         for k, p in carrier.logits.items():
             imp = importance[k]
             if imp.shape != p.shape: raise ValueError(f"importance of {k} has shape {tuple(imp.shape)}, the gate logits {tuple(p.shape)}")
-            vals = torch.sort(p.detach().flatten()).values
+            vals = torch.sort(p.flatten()).values
             out = torch.empty_like(vals); out[torch.argsort(imp.flatten().to(p.device), stable=True)] = vals
             p.copy_(out.view_as(p))
     return carrier
