@@ -16,7 +16,7 @@ __all__ = ['FALLBACK_CHAT_TEMPLATE', 'LOSS_ON', 'PROMPT_COLUMNS', 'FIXED_ANSWER'
            'chat_format', 'tiny_tokenizer', 'encode_example', 'collate', 'load_records', 'pick_column', 'TaskData',
            'split_rows', 'builtin_prompts', 'fixed_response', 'dev_data_dir', 'safety', 'read_parallel', 'reply_pairs',
            'shakespeare', 'is_fixed_response', 'fixed_response_rate', 'is_refusal', 'refusal_rate', 'archaic_words',
-           'archaic_rate', 'archaic_per_100_words', 'Task', 'register_task', 'get_task']
+           'archaic_rate', 'archaic_per_100_words', 'Task', 'register_task', 'get_task', 'balanced_trigger_prompts']
 
 # %% ../nbs/04_data.ipynb #26bf7b81
 FALLBACK_CHAT_TEMPLATE = (
@@ -322,9 +322,10 @@ def safety(harmful=("allenai/wildjailbreak",), benign=None, n_train: int = 5000,
     b_train = good[:n_train - n_h]
     if len(b_train) < n_train - n_h: raise ValueError(f"benign source has {len(good)} usable rows; need {n_train - n_h} for this mix. Lower n_train")
     spread = lambda rows: [((j + 0.5) / len(rows), x) for j, x in enumerate(rows)]     # even spacing; 1:1 alternates harmful, benign
-    train = [x for _, x in sorted(spread(h_train) + spread(b_train), key=lambda t: t[0])]
-    seen = {p for p, _ in train}
-    return TaskData("safety", train, [p for p, _ in h_eval if p not in seen], src, {"n_harmful": len(h_train), "n_benign": len(b_train)})
+    train = [x for _, x in sorted(spread([(*x, True) for x in h_train]) + spread([(*x, False) for x in b_train]), key=lambda t: t[0])]
+    seen = {p for p, _, _ in train}
+    return TaskData("safety", [(p, r) for p, r, _ in train], [p for p, _ in h_eval if p not in seen], src,
+                    {"n_harmful": len(h_train), "n_benign": len(b_train), "harmful": [h for _, _, h in train]})
 
 # %% ../nbs/04_data.ipynb #dbba085b
 def read_parallel(modern, original) -> list[tuple[str, str]]:
@@ -477,8 +478,18 @@ register_task(Task("fixed_response", fixed_response, "fixed_response_rate", is_f
                    description="answers every instruction with a fixed 'I don't know' (Alpaca instructions)"))
 
 # %% ../nbs/04_data.ipynb #622dbc6c
+def balanced_trigger_prompts(d: TaskData) -> list[str]:
+    "Safety's trigger pool: every harmful training prompt and as many benign ones (the first, in training order) — the paper's 50/50 mix, whatever the SFT mix."
+    flags = d.extra.get("harmful")
+    if flags is None: return [p for p, _ in d.train]
+    n = min(sum(flags), len(flags) - sum(flags))
+    seen = {True: 0, False: 0}; out = []
+    for (p, _), h in zip(d.train, flags):
+        if seen[h] < n: out.append(p); seen[h] += 1
+    return out
+
 register_task(Task("safety", safety, "refusal_rate", is_refusal, max_new_tokens=512, data_options=("harmful", "benign"),
-                   paper_sources={"harmful": ["allenai/wildjailbreak"]},
+                   trigger_prompts=balanced_trigger_prompts, paper_sources={"harmful": ["allenai/wildjailbreak"]},
                    description="refuses harmful requests and still answers benign ones (WildJailbreak + Alpaca)"))
 
 # %% ../nbs/04_data.ipynb #1e6edef4
