@@ -24,7 +24,7 @@ from .artefacts import read_metrics
 # %% auto #0
 __all__ = ['CHANNEL_MODES', 'TRIGGER_FORMAT', 'carrier_channels', 'random_channels', 'capture_last_token', 'trigger_forward',
            'EraserTargets', 'tail_mask', 'base_targets', 'trigger_loss', 'init_trigger', 'project_ball', 'Trigger',
-           'EraserConfig', 'resolve_channels', 'greedy_answers', 'EraseStage', 'train_trigger']
+           'EraserConfig', 'resolve_channels', 'greedy_answers', 'trigger_lr', 'EraseStage', 'train_trigger']
 
 # %% ../nbs/07_eraser.ipynb #fa417c56
 CHANNEL_MODES = ("write", "ffn_write", "attn_write", "all")
@@ -273,6 +273,8 @@ class EraserConfig(StrictConfig):
     batch_size: int = setting(16, 'prompts per step (the global batch)')
     n_prompts: int = setting(200, "prompt pool drawn from the task's training prompts (paper: 200)")
     lr: float = setting(3e-3, 'Adam learning rate of the trigger (paper: 3e-3)')
+    schedule: str = setting("constant", "learning-rate schedule over the steps: 'constant' (the paper) or 'cosine' (from lr down to 0, so a short run "
+                                        "at a high rate settles instead of bouncing)", choices=("constant", "cosine"))
     alpha: float = setting(0.7, 'weight of the KL term (paper: 0.7)')
     gamma: float = setting(0.1, 'weight of the trigger-norm penalty (paper: 0.1)')
     k: int = setting(8, 'tail positions of the KL term (paper: 8)')
@@ -301,6 +303,7 @@ class EraserConfig(StrictConfig):
         self.need(isinstance(self.answer_tokens, int) and not isinstance(self.answer_tokens, bool) and self.answer_tokens >= 0,
                   f"answer_tokens must be a whole number >= 0, got {self.answer_tokens!r}")
         self.need(not (self.answer_tokens and self.no_kl), "answer_tokens anchors the KL term on greedy answers, but no_kl removes that term; drop one of them")
+        self.need(self.schedule in ("constant", "cosine"), f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         self.need(self.answer_source in ("base", "carrier"), f"answer_source must be 'base' or 'carrier', got {self.answer_source!r}")
         self.need(self.answer_source == "base" or self.answer_tokens > 0,
                   f"answer_source={self.answer_source!r} chooses the answers that answer_tokens anchors, but answer_tokens is 0; set answer_tokens > 0")
@@ -367,6 +370,12 @@ def greedy_answers(model, tokenizer, prompts: list[str], fmt: ChatFormat, n: int
     return [[t for t in a if t not in eos][:n] for a in out]
 
 
+# %% ../nbs/07_eraser.ipynb #f8a7c2a8
+def trigger_lr(cfg: EraserConfig, step: int, total: int) -> float:
+    "The learning rate of optimiser step `step` (0-based) of `total`: `cfg.lr` throughout, or from `cfg.lr` down along a half cosine."
+    if cfg.schedule == "constant": return cfg.lr
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * step / max(total, 1)))
+
 # %% ../nbs/07_eraser.ipynb #e4819e01
 class EraseStage(Stage):
     "SFT-Eraser: a soft prompt τ (Adam, projected onto an L2 ball) learns to restore `base_model`'s channel means and tail distributions; the model stays frozen."
@@ -390,7 +399,8 @@ class EraseStage(Stage):
         self.flags = {n: p.requires_grad for n, p in self.model.named_parameters()}
         self.tau = nn.Parameter(init_trigger(self.model, self.cfg.n_tokens, self.cfg.seed).to(backend.device))
         self.best, self.best_loss, self.best_step, self.losses = self.tau.detach().clone(), math.inf, 0, []
-        return self.cfg.total_steps(len(self.pool))
+        self.total = self.cfg.total_steps(len(self.pool))
+        return self.total
 
     def restore(self, tensors, meta):
         with torch.no_grad(): self.tau.copy_(tensors["trigger"])
@@ -407,7 +417,8 @@ class EraseStage(Stage):
                                     with_kl=not self.cfg.no_kl, autocast=backend.autocast, answers=self.answers)
         work.requires_grad_(False); work.eval()
         self.clipped = [self.tau]
-        return {"adam": torch.optim.Adam([self.tau], lr=self.cfg.lr)}
+        self.opt = torch.optim.Adam([self.tau], lr=self.cfg.lr)
+        return {"adam": self.opt}
 
     def close(self):
         for n, p in self.model.named_parameters(): p.requires_grad_(self.flags[n])
@@ -415,7 +426,8 @@ class EraseStage(Stage):
 # %% ../nbs/07_eraser.ipynb #2b6e9e25
 @patch
 def batches(self: EraseStage, step: int, device) -> list:
-    "One micro-batch per step: this process's rows of the global batch `step` (row indices, row weights, left-padded prompts with their answers, answer lengths)."
+    "One micro-batch per step: this process's rows of the global batch `step` (row indices, row weights, left-padded prompts with their answers, answer lengths); sets the step's learning rate."
+    for g in self.opt.param_groups: g["lr"] = trigger_lr(self.cfg, step, self.total)     # from the step alone: a resume continues the schedule exactly
     self.step, batch = step, micro_batch(len(self.pool), self.cfg.batch_size, self.cfg.seed, step)
     mine = shard(batch, self.rank, self.world)
     idx = mine or batch[:1]                      # an empty share runs a stand-in row of weight 0: it still joins the all-reduce
@@ -442,7 +454,7 @@ def after_step(self: EraseStage, step: int, loss: float, grad_norm) -> tuple[dic
     "PGD onto the ball; the step's loss, its parts, the best loss so far and the gradient norm."
     project_ball(self.tau.data, self.cfg.radius)
     self.losses.append(loss)
-    return {**self.parts, "loss": loss, "best": self.best_loss, "grad_norm": grad_norm}, None
+    return {**self.parts, "loss": loss, "best": self.best_loss, "grad_norm": grad_norm, "lr": self.opt.param_groups[0]["lr"]}, None
 
 
 # %% ../nbs/07_eraser.ipynb #872e5b3c
