@@ -1,5 +1,5 @@
 """`.ci/check_demo.py` (the `--slow` check that the real-model table in the README is what `sftr demo` measures), tested on
-fabricated results.json files against the real README: the demo itself takes ~15 minutes and runs only under `bash .ci/run --slow`."""
+fabricated results.json files against the real README: the demo itself takes 20 to 35 minutes and runs only under `bash .ci/run --slow`."""
 import importlib.util
 import json
 import subprocess
@@ -30,18 +30,18 @@ def run(repo_root, tmp_path, res: dict):
 
 def test_reads_the_readme_table(check, repo_root):
     row = check.readme_row(repo_root / "README.md")
-    assert row == {"sparsity": 89.9, "rate_base": 0.0, "rate_sft": 100.0, "rate_lcdd": 100.0, "rate_trig": 7.0,
-                   "kl_sft_lcdd": 0.0006, "kl_sft_trig": 0.89, "kl_base_trig": 1.55}, row
+    assert row == {"sparsity": 89.9, "rate_base": 0.0, "rate_sft": 100.0, "rate_lcdd": 100.0, "rate_trig": 0.0,
+                   "kl_sft_lcdd": 0.0006, "kl_sft_trig": 0.98, "kl_base_trig": 1.44}, row
 
 
 def test_a_matching_run_passes(check, repo_root, tmp_path):
     row = check.readme_row(repo_root / "README.md")
-    r = run(repo_root, tmp_path, fabricated(row, rate_trig=9.0, kl_sft_trig=1.0, kl_sft_lcdd=0.0009))   # inside every tolerance
+    r = run(repo_root, tmp_path, fabricated(row, rate_trig=2.0, kl_sft_trig=1.1, kl_sft_lcdd=0.0009))   # inside every tolerance
     assert r.returncode == 0 and "reproduces the README table" in r.stdout, r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("change,needle", [({"rate_trig": 11.0}, "rate_trig: README 7, measured 11"),
-                                           ({"kl_sft_trig": 1.4}, "kl_sft_trig: README 0.89, measured 1.4"),
+@pytest.mark.parametrize("change,needle", [({"rate_trig": 11.0}, "rate_trig: README 0, measured 11"),
+                                           ({"kl_sft_trig": 1.4}, "kl_sft_trig: README 0.98, measured 1.4"),
                                            ({"kl_sft_lcdd": 0.002}, "kl_sft_lcdd"),
                                            ({"sparsity": 88.0}, "sparsity: README 89.9, measured 88"),
                                            ({"rate_lcdd": 90.0}, "rate_lcdd")])
@@ -62,9 +62,9 @@ def test_wrong_prompt_count_and_incomplete_results(check, repo_root, tmp_path):
 def test_an_edited_readme_table_is_caught(check, repo_root, tmp_path):
     "Editing the published numbers without rerunning the demo fails the check."
     text = (repo_root / "README.md").read_text()
-    assert "| 89.9 % | 0.0 % | 100.0 % | 100.0 % | 7.0 % |" in text
-    (tmp_path / "README.md").write_text(text.replace("| 89.9 % | 0.0 % | 100.0 % | 100.0 % | 7.0 % |", "| 89.9 % | 0.0 % | 100.0 % | 100.0 % | 5.0 % |"))
+    assert "| 89.9 % | 0.0 % | 100.0 % | 100.0 % | 0.0 % |" in text
+    (tmp_path / "README.md").write_text(text.replace("| 89.9 % | 0.0 % | 100.0 % | 100.0 % | 0.0 % |", "| 89.9 % | 0.0 % | 100.0 % | 100.0 % | 2.0 % |"))
     res = fabricated(check.readme_row(repo_root / "README.md"))
-    assert check.compare(check.readme_row(tmp_path / "README.md"), check.measured(res)) == []   # 7 % vs 5 %: inside 3 points
-    (tmp_path / "README.md").write_text(text.replace("| 0.89 |", "| 0.5 |"))
+    assert check.compare(check.readme_row(tmp_path / "README.md"), check.measured(res)) == []   # 0 % vs 2 %: inside 3 points
+    (tmp_path / "README.md").write_text(text.replace("| 0.98 |", "| 0.5 |"))
     assert [b.split(":")[0] for b in check.compare(check.readme_row(tmp_path / "README.md"), check.measured(res))] == ["kl_sft_trig"]
