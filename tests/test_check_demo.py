@@ -68,3 +68,14 @@ def test_an_edited_readme_table_is_caught(check, repo_root, tmp_path):
     assert check.compare(check.readme_row(tmp_path / "README.md"), check.measured(res)) == []   # 0 % vs 2 %: inside 3 points
     (tmp_path / "README.md").write_text(text.replace("| 0.98 |", "| 0.5 |"))
     assert [b.split(":")[0] for b in check.compare(check.readme_row(tmp_path / "README.md"), check.measured(res))] == ["kl_sft_trig"]
+
+
+def test_the_stored_demo_outputs_are_the_readme_run(check, repo_root):
+    "10_demo's stored results table (the run its figures come from) must be the run the README publishes, within the same tolerances."
+    nb = json.loads((repo_root / "nbs" / "10_demo.ipynb").read_text())
+    tables = ["".join(o["data"]["text/markdown"]) for c in nb["cells"] if c["cell_type"] == "code" and "#| slow" in "".join(c["source"])
+              for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})]
+    assert len(tables) == 1, f"expected one stored results table in 10_demo's slow cells, found {len(tables)}"
+    cells = [x.strip() for x in tables[0].strip().splitlines()[2].strip().strip("|").split("|")]
+    stored = {name: float(cell.rstrip(" %")) for name, cell in zip(check.COLUMNS, cells)}
+    assert check.compare(check.readme_row(repo_root / "README.md"), stored) == []
