@@ -32,13 +32,18 @@ def readme_row(readme: Path) -> dict[str, float]:
     lines = readme.read_text().splitlines()
     heads = [i for i, l in enumerate(lines) if l.startswith("| sparsity | fixed-response rate @Base |")]
     if len(heads) != 1: raise ValueError(f"{readme}: expected one demo table header '| sparsity | fixed-response rate @Base | ...', found {len(heads)}")
-    cells = [c.strip() for c in lines[heads[0] + 2].strip().strip("|").split("|")]
-    if len(cells) != len(COLUMNS): raise ValueError(f"{readme}: the demo row has {len(cells)} cells, expected {len(COLUMNS)}: {cells}")
+    return table_row(lines[heads[0] + 2], readme)
+
+
+def table_row(line: str, source) -> dict[str, float]:
+    "One markdown row of the demo's table (the README's, or `results_table`'s in 10_demo) as numbers, in README units."
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if len(cells) != len(COLUMNS): raise ValueError(f"{source}: the demo row has {len(cells)} cells, expected {len(COLUMNS)}: {cells}")
     out = {}
     for name, cell in zip(COLUMNS, cells):
         m = re.fullmatch(r"([0-9.]+)\s*(%?)", cell)
-        if not m: raise ValueError(f"{readme}: cannot read {name} from {cell!r}")
-        if (name.startswith(("rate", "sparsity"))) != bool(m.group(2)): raise ValueError(f"{readme}: {name} {cell!r}: expected a percentage only for rates and sparsity")
+        if not m: raise ValueError(f"{source}: cannot read {name} from {cell!r}")
+        if (name.startswith(("rate", "sparsity"))) != bool(m.group(2)): raise ValueError(f"{source}: {name} {cell!r}: expected a percentage only for rates and sparsity")
         out[name] = float(m.group(1))
     return out
 
