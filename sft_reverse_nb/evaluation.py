@@ -19,13 +19,13 @@ from .threads import openmp_summary
 from .precision import effective_precision, cpu_summary
 
 # %% auto #0
-__all__ = ['STYLE_RUBRIC', 'WILDGUARD_TEMPLATE', 'WILDGUARD_FIELDS', 'KL_TRIAD', 'BUILTIN_MC', 'behaviour_metrics', 'Judge',
-           'KeywordJudge', 'LLMJudge', 'ClassifierJudge', 'PlainText', 'parse_wildguard', 'parse_harmbench',
-           'GenerativeJudge', 'Condition', 'generate_condition', 'kl_benchmark', 'builtin_mc', 'load_mc', 'mc_prompt',
-           'mc_accuracy', 'reference_nll', 'TriggeredHFLM', 'make_judge', 'EvalConfig', 'generation_key',
-           'generation_stem', 'cached_generation', 'judge_scores', 'kl_references', 'kl_triad', 'lm_eval_tasks',
-           'lm_eval_utility', 'utility_scores', 'add_judged_measures', 'evaluate', 'results_table', 'conditions_table',
-           'plot_results', 'archive_results', 'provenance_lines', 'write_report', 'load_prompts']
+__all__ = ['STYLE_RUBRIC', 'WILDGUARD_TEMPLATE', 'WILDGUARD_FIELDS', 'KL_TRIAD', 'KL_BEFORE_TRIGGER', 'BUILTIN_MC', 'KL_LABELS',
+           'behaviour_metrics', 'Judge', 'KeywordJudge', 'LLMJudge', 'ClassifierJudge', 'PlainText', 'parse_wildguard',
+           'parse_harmbench', 'GenerativeJudge', 'Condition', 'generate_condition', 'kl_benchmark', 'builtin_mc',
+           'load_mc', 'mc_prompt', 'mc_accuracy', 'reference_nll', 'TriggeredHFLM', 'make_judge', 'EvalConfig',
+           'generation_key', 'generation_stem', 'cached_generation', 'judge_scores', 'kl_references', 'kl_triad',
+           'lm_eval_tasks', 'lm_eval_utility', 'utility_scores', 'add_judged_measures', 'evaluate', 'results_table',
+           'conditions_table', 'plot_results', 'archive_results', 'provenance_lines', 'write_report', 'load_prompts']
 
 # %% ../nbs/08_eval.ipynb #785eaea2
 def behaviour_metrics(task: str, responses: list[str]) -> dict[str, float]:
@@ -189,6 +189,7 @@ def generate_condition(cond: Condition, tok, prompts: list[str], fmt=None, max_n
 
 # %% ../nbs/08_eval.ipynb #513a19df
 KL_TRIAD = (("sft", "lcdd"), ("sft", "trig"), ("base", "trig"))
+KL_BEFORE_TRIGGER = (("base", "lcdd"),)
 
 @torch.no_grad()
 def kl_benchmark(conditions: dict[str, Condition], tok, prompts: list[str], references: list, pairs=KL_TRIAD, fmt=None,
@@ -464,11 +465,11 @@ def kl_references(tok, ids: list[list[int]], strip_special: bool = False) -> lis
 
 # %% ../nbs/08_eval.ipynb #bd480c05
 def kl_triad(conditions: dict, tok, prompts, sft_ids, fmt, cfg: EvalConfig, max_new: int, cache_dir=None, kl_prompts=None) -> tuple[dict, str]:
-    "The KL triad on the SFT model's greedy references (to `kl_prompts` if given), with a description of the references."
+    "The KL triad and KL(Base‖LCDD) (`KL_BEFORE_TRIGGER`) on the SFT model's greedy references (to `kl_prompts` if given), with a description of the references."
     n_new = cfg.kl_max_new_tokens or max_new
     if kl_prompts is None and n_new <= max_new: kp, ids = prompts, [x[:n_new] for x in sft_ids]
     else: kp = prompts if kl_prompts is None else kl_prompts; ids = cached_generation(cache_dir, "sft@kl", conditions["sft"], tok, kp, fmt, cfg, n_new)[0]
-    kl = kl_benchmark(conditions, tok, kp, kl_references(tok, ids, cfg.kl_strip_special), KL_TRIAD, fmt, cfg.kl_batch_size, cfg.mixed_precision)
+    kl = kl_benchmark(conditions, tok, kp, kl_references(tok, ids, cfg.kl_strip_special), KL_TRIAD + KL_BEFORE_TRIGGER, fmt, cfg.kl_batch_size, cfg.mixed_precision)
     desc = "greedy responses of the SFT model" + ("" if kl_prompts is None else f" to the task's {len(kp)} KL prompts")
     if cfg.kl_max_new_tokens: desc += f", up to {n_new} new tokens"
     if cfg.kl_strip_special: desc += ", decoded without special tokens and re-encoded (no end-of-sequence token)"
@@ -560,6 +561,8 @@ def evaluate(conditions: dict[str, Condition], tok, task: str, prompts: list[str
     return res
 
 # %% ../nbs/08_eval.ipynb #83a585cb
+KL_LABELS = {"sft_lcdd": "KL(SFT‖LCDD)", "sft_trig": "KL(SFT‖Trig)", "base_trig": "KL(Base‖Trig)", "base_lcdd": "KL(Base‖LCDD)"}
+
 def _fmt(v, pct=False):
     if v is None or (isinstance(v, float) and math.isnan(v)): return "–"
     return f"{100 * v:.1f} %" if pct else f"{v:.4g}"
@@ -574,8 +577,9 @@ def results_table(res: dict) -> str:
         head += [f"{key} @{c.upper() if c != 'trig' else 'Trig'}" for c in main]
         row += [_fmt(conds[c].get(key), key != "ref_nll") for c in main]
     if "kl" in res:
-        head += ["KL(SFT‖LCDD)", "KL(SFT‖Trig)", "KL(Base‖Trig)"]
-        row += [_fmt(res["kl"].get(k)) for k in ("sft_lcdd", "sft_trig", "base_trig")]
+        keys = ["sft_lcdd", "sft_trig", "base_trig"] + (["base_lcdd"] if "base_lcdd" in res["kl"] else [])
+        head += [KL_LABELS[k] for k in keys]
+        row += [_fmt(res["kl"].get(k)) for k in keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), "| " + " | ".join(row) + " |"]
     return "\n".join(lines)
 
@@ -609,8 +613,9 @@ def plot_results(res: dict, path=None):
     for i, v in enumerate(vals): axs[0].text(i, v + 1, f"{v:.0f}", ha="center", fontsize=8)
     axs[0].tick_params(axis="x", labelrotation=20)
     if has_kl:
-        ks = ["sft_lcdd", "sft_trig", "base_trig"]; kv = [res["kl"].get(k, float("nan")) for k in ks]
-        axs[1].bar(["KL(SFT‖LCDD)", "KL(SFT‖Trig)", "KL(Base‖Trig)"], kv, color=["C0", "C3", "C2"])
+        ks = ["sft_lcdd", "sft_trig", "base_trig"] + (["base_lcdd"] if "base_lcdd" in res["kl"] else []); kv = [res["kl"].get(k, float("nan")) for k in ks]
+        axs[1].bar([KL_LABELS[k] for k in ks], kv, color=["C0", "C3", "C2", "C7"][:len(ks)])
+        axs[1].tick_params(axis="x", labelsize=8)
         axs[1].set_yscale("symlog", linthresh=1e-3); axs[1].set_title("KL triad (nats/token)", fontsize=10)
         for i, v in enumerate(kv): axs[1].text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=8)
     fig.tight_layout()

@@ -10,7 +10,7 @@ import torch
 from .artefacts import load_json, save_json, load_tensors, atomic_path
 from .equivalence import GATE_GROUPS
 from .artefacts import read_metrics
-from .evaluation import KeywordJudge, plot_results
+from .evaluation import KeywordJudge, plot_results, KL_LABELS
 
 # %% auto #0
 __all__ = ['MAIN_CONDITIONS', 'SBS_FILTERS', 'REPORT_CSS', 'REPORT_JS', 'figure_uri', 'carrier_figure', 'lcdd_figure',
@@ -95,7 +95,8 @@ def results_html(res: dict) -> str:
     if "kl" in res:
         kl = res["kl"]; fmt = lambda v: "–" if v is None or v != v else f"{v:.4g}"
         out += "<p>KL triad (nats per response token, teacher-forced on the " + html.escape(res.get("kl_reference", "SFT references")) + "):</p>"
-        out += html_table(["KL(SFT‖LCDD)", "KL(SFT‖Trig)", "KL(Base‖Trig)"], [[fmt(kl.get(k)) for k in ("sft_lcdd", "sft_trig", "base_trig")]], "kl")
+        ks = [k for k in KL_LABELS if k in kl]
+        out += html_table([KL_LABELS[k] for k in ks], [[fmt(kl.get(k)) for k in ks]], "kl")
     return out
 
 # %% ../nbs/13_report.ipynb #fa5e5c0f
