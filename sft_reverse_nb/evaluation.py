@@ -24,8 +24,9 @@ __all__ = ['STYLE_RUBRIC', 'WILDGUARD_TEMPLATE', 'WILDGUARD_FIELDS', 'KL_TRIAD',
            'parse_harmbench', 'GenerativeJudge', 'Condition', 'generate_condition', 'kl_benchmark', 'builtin_mc',
            'load_mc', 'mc_prompt', 'mc_accuracy', 'reference_nll', 'TriggeredHFLM', 'make_judge', 'EvalConfig',
            'generation_key', 'generation_stem', 'cached_generation', 'judge_scores', 'kl_references', 'kl_triad',
-           'lm_eval_tasks', 'lm_eval_utility', 'utility_scores', 'add_judged_measures', 'evaluate', 'results_table',
-           'conditions_table', 'plot_results', 'archive_results', 'provenance_lines', 'write_report', 'load_prompts']
+           'lm_eval_tasks', 'lm_eval_utility', 'utility_scores', 'add_judged_measures', 'evaluate', 'kl_columns',
+           'results_table', 'conditions_table', 'plot_results', 'archive_results', 'provenance_lines', 'write_report',
+           'load_prompts']
 
 # %% ../nbs/08_eval.ipynb #785eaea2
 def behaviour_metrics(task: str, responses: list[str]) -> dict[str, float]:
@@ -563,6 +564,10 @@ def evaluate(conditions: dict[str, Condition], tok, task: str, prompts: list[str
 # %% ../nbs/08_eval.ipynb #83a585cb
 KL_LABELS = {"sft_lcdd": "KL(SFT‖LCDD)", "sft_trig": "KL(SFT‖Trig)", "base_trig": "KL(Base‖Trig)", "base_lcdd": "KL(Base‖LCDD)"}
 
+def kl_columns(kl: dict) -> list[str]:
+    "The KL keys a table or figure shows, in `KL_LABELS` order: the triad always, KL(Base‖LCDD) where the evaluation measured it."
+    return [k for k in KL_LABELS if k != "base_lcdd" or k in kl]
+
 def _fmt(v, pct=False):
     if v is None or (isinstance(v, float) and math.isnan(v)): return "–"
     return f"{100 * v:.1f} %" if pct else f"{v:.4g}"
@@ -577,7 +582,7 @@ def results_table(res: dict) -> str:
         head += [f"{key} @{c.upper() if c != 'trig' else 'Trig'}" for c in main]
         row += [_fmt(conds[c].get(key), key != "ref_nll") for c in main]
     if "kl" in res:
-        keys = ["sft_lcdd", "sft_trig", "base_trig"] + (["base_lcdd"] if "base_lcdd" in res["kl"] else [])
+        keys = kl_columns(res["kl"])
         head += [KL_LABELS[k] for k in keys]
         row += [_fmt(res["kl"].get(k)) for k in keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), "| " + " | ".join(row) + " |"]
@@ -613,7 +618,7 @@ def plot_results(res: dict, path=None):
     for i, v in enumerate(vals): axs[0].text(i, v + 1, f"{v:.0f}", ha="center", fontsize=8)
     axs[0].tick_params(axis="x", labelrotation=20)
     if has_kl:
-        ks = ["sft_lcdd", "sft_trig", "base_trig"] + (["base_lcdd"] if "base_lcdd" in res["kl"] else []); kv = [res["kl"].get(k, float("nan")) for k in ks]
+        ks = kl_columns(res["kl"]); kv = [res["kl"].get(k, float("nan")) for k in ks]
         axs[1].bar([KL_LABELS[k] for k in ks], kv, color=["C0", "C3", "C2", "C7"][:len(ks)])
         axs[1].tick_params(axis="x", labelsize=8)
         axs[1].set_yscale("symlog", linthresh=1e-3); axs[1].set_title("KL triad (nats/token)", fontsize=10)

@@ -10,7 +10,7 @@ import torch
 from .artefacts import load_json, save_json, load_tensors, atomic_path
 from .equivalence import GATE_GROUPS
 from .artefacts import read_metrics
-from .evaluation import KeywordJudge, plot_results, KL_LABELS
+from .evaluation import KeywordJudge, plot_results, KL_LABELS, kl_columns
 
 # %% auto #0
 __all__ = ['MAIN_CONDITIONS', 'SBS_FILTERS', 'REPORT_CSS', 'REPORT_JS', 'figure_uri', 'carrier_figure', 'lcdd_figure',
@@ -95,7 +95,7 @@ def results_html(res: dict) -> str:
     if "kl" in res:
         kl = res["kl"]; fmt = lambda v: "–" if v is None or v != v else f"{v:.4g}"
         out += "<p>KL triad (nats per response token, teacher-forced on the " + html.escape(res.get("kl_reference", "SFT references")) + "):</p>"
-        ks = [k for k in KL_LABELS if k in kl]
+        ks = kl_columns(kl)
         out += html_table([KL_LABELS[k] for k in ks], [[fmt(kl.get(k)) for k in ks]], "kl")
     return out
 
