@@ -18,7 +18,7 @@ from .data import TaskData, ChatFormat, chat_format
 from .equivalence import PROJECTIONS, expand_gqa
 from .generate import pad_id
 from .provenance import tensor_fingerprint
-from .train import TrainConfig, setting, ExampleBatches, Stage, fit, adamw, lr_schedule, token_loss_sum, options_table
+from .train import TrainConfig, setting, ExampleBatches, Stage, fit, adamw, lr_schedule, token_loss_sum, lm_logits, options_table
 from .provenance import stage_inputs, reuse_complete, is_complete
 from .artefacts import read_metrics
 
@@ -276,11 +276,11 @@ class LCDDStage(Stage):
 def loss(self: LCDDStage, module, batch) -> torch.Tensor:
     "ℓ_t's share from one micro-batch: the task loss (or, with `mask_only='kl'` or `budget='kl'`, the divergence `kl_form` to p_SFT) summed over its labelled tokens / the step's."
     b, n = batch
-    logits = module(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    logits, labels = lm_logits(module, b)                      # from the first position that predicts a label (05_train)
     if self.cfg.divergence():
-        with torch.no_grad(): ref = self.reference(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-        share = _kl_to_reference(logits, ref, b["labels"], self.cfg.kl_form) / n
-    else: share = token_loss_sum(logits, b["labels"]) / n
+        with torch.no_grad(): ref, _ = lm_logits(self.reference, b)
+        share = _kl_to_reference(logits, ref, labels, self.cfg.kl_form) / n
+    else: share = token_loss_sum(logits, labels) / n
     if self.cfg.ema_per_micro_batch: self.shares.append(share.detach())
     return share
 

@@ -13,7 +13,7 @@ from .data import TaskData, ChatFormat, chat_format
 from .equivalence import PROJECTIONS
 from .generate import pad_id
 from .provenance import weights_fingerprint
-from .train import TrainConfig, ExampleBatches, Stage, fit, adamw, lr_schedule, token_loss_sum
+from .train import TrainConfig, ExampleBatches, Stage, fit, adamw, lr_schedule, token_loss_sum, lm_logits
 from .provenance import stage_inputs, reuse_complete
 
 # %% auto #0
@@ -67,8 +67,7 @@ class SFTStage(Stage):
 
     def loss(self, module, batch):
         b, n = batch
-        logits = module(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-        return token_loss_sum(logits, b["labels"]) / n          # n: the step's labelled tokens (all micro-batches)
+        return token_loss_sum(*lm_logits(module, b)) / n      # logits from the first position that predicts a label; n: the step's labelled tokens
 
     def after_step(self, step, loss, grad_norm):
         self.sched.step()

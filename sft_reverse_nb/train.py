@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #aad3d50b
 from __future__ import annotations
-import contextlib, copy, json, math, os, shutil, time, warnings
+import contextlib, copy, inspect, json, math, os, shutil, time, warnings
 from dataclasses import dataclass, asdict, field, fields, MISSING
 from pathlib import Path
 import torch
@@ -21,9 +21,10 @@ from .sharding import (full_tensor, shard_like, fsdp_settings, FSDPSettings, Sha
 # %% auto #0
 __all__ = ['FUSED_ADAMW_DEVICES', 'STATE_FORMAT', 'StrictConfig', 'setting', 'add_config_flags', 'options_table', 'TrainConfig',
            'micro_batch', 'shard', 'n_targets', 'token_loss_sum', 'adamw', 'lr_schedule', 'optimizer_state',
-           'load_optimizer_state', 'save_train_state', 'load_train_state', 'ExampleBatches', 'TrainLoop',
-           'make_accelerator', 'Backend', 'FSDPBackend', 'ZeroBackend', 'Replicated', 'choose_backend', 'Stage',
-           'check_finite', 'train_step', 'save_checkpoint', 'complete_stage', 'run_steps', 'fit', 'interrupt_at']
+           'load_optimizer_state', 'save_train_state', 'load_train_state', 'ExampleBatches', 'label_window',
+           'takes_logits_to_keep', 'lm_logits', 'TrainLoop', 'make_accelerator', 'Backend', 'FSDPBackend',
+           'ZeroBackend', 'Replicated', 'choose_backend', 'Stage', 'check_finite', 'train_step', 'save_checkpoint',
+           'complete_stage', 'run_steps', 'fit', 'interrupt_at']
 
 # %% ../nbs/05_train.ipynb #a43aac87
 class StrictConfig:
@@ -265,6 +266,26 @@ class ExampleBatches:
             out.append(({k: v.to(device) for k, v in b.items()}, sum(n_targets(self.examples[i]) for i in idx)))
         n_step = sum(n for _, n in out)                          # the loss is a mean over the whole step's tokens (one batch of a × bs)
         return [(b, n_step) for b, _ in out]
+
+# %% ../nbs/05_train.ipynb #4ebd45d1
+def label_window(labels: torch.Tensor) -> int:
+    "The first position whose logit predicts a labelled token anywhere in the batch (0 when none is): the positions before it only read the prompt."
+    hit = (labels[:, 1:] != -100).any(0).nonzero()
+    return int(hit[0]) if len(hit) else 0
+
+def takes_logits_to_keep(module: nn.Module) -> bool:
+    "Whether `module` (or the model a wrapper holds in `.module` or `._orig_mod`) accepts `logits_to_keep`, as `transformers` causal LMs do."
+    for attr in ("_orig_mod", "module"):
+        while isinstance(getattr(module, attr, None), nn.Module): module = getattr(module, attr)
+    return "logits_to_keep" in inspect.signature(module.forward).parameters
+
+def lm_logits(module: nn.Module, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    "The logits of batch `b` from `label_window` to the end, and its labels over the same positions: `token_loss_sum` of the pair is the loss over all positions."
+    start, width = label_window(b["labels"]), b["labels"].shape[1]
+    kw = {"logits_to_keep": width - start} if start and takes_logits_to_keep(module) else {}
+    logits = module(input_ids=b["input_ids"], attention_mask=b["attention_mask"], **kw).logits
+    return logits, b["labels"][:, width - logits.shape[1]:]
+
 
 # %% ../nbs/05_train.ipynb #84324156
 def _log_lines(path) -> list[str]:
