@@ -274,10 +274,11 @@ def label_window(labels: torch.Tensor) -> int:
     return int(hit[0]) if len(hit) else 0
 
 def takes_logits_to_keep(module: nn.Module) -> bool:
-    "Whether `module` (or the model a wrapper holds in `.module` or `._orig_mod`) accepts `logits_to_keep`, as `transformers` causal LMs do."
-    for attr in ("_orig_mod", "module"):
-        while isinstance(getattr(module, attr, None), nn.Module): module = getattr(module, attr)
-    return "logits_to_keep" in inspect.signature(module.forward).parameters
+    "Whether `module` (or the model a wrapper holds in `.engine`, `.module` or `._orig_mod`: DeepSpeed, DDP/FSDP, `torch.compile`) accepts `logits_to_keep`, as `transformers` causal LMs do."
+    inner = next((getattr(module, a) for a in ("engine", "_orig_mod", "module") if isinstance(getattr(module, a, None), nn.Module)), None)
+    if inner is not None: return takes_logits_to_keep(inner)
+    fwd = getattr(module, "forward", None)
+    return fwd is not None and "logits_to_keep" in inspect.signature(fwd).parameters
 
 def lm_logits(module: nn.Module, b: dict) -> tuple[torch.Tensor, torch.Tensor]:
     "The logits of batch `b` from `label_window` to the end, and its labels over the same positions: `token_loss_sum` of the pair is the loss over all positions."
