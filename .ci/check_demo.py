@@ -9,7 +9,7 @@ line"):
 
 - sparsity: 0.5 percentage points
 - fixed-response rates (@Base, @SFT, @LCDD, @Trig): 3 percentage points (3 of the 100 prompts)
-- KL(SFT‖LCDD): 0.001 nats/token absolute (it is ~0.0004: a relative bound would be all noise)
+- KL(SFT‖LCDD): 0.001 nats/token absolute (it is ~0.003: a relative bound would be all noise)
 - KL(SFT‖Trig), KL(Base‖Trig): 25 % relative
 - the number of prompts: exactly the README's 100
 """
@@ -35,9 +35,11 @@ def readme_row(readme: Path) -> dict[str, float]:
     return table_row(lines[heads[0] + 2], readme)
 
 
-def table_row(line: str, source) -> dict[str, float]:
-    "One markdown row of the demo's table (the README's, or `results_table`'s in 10_demo) as numbers, in README units."
+def table_row(line: str, source, header: str | None = None) -> dict[str, float]:
+    """One markdown row of the demo's table (the README's, or `results_table`'s in 10_demo) as numbers, in README units.
+    With the table's `header`, a last KL(Base‖LCDD) column (`results_table` adds it where it was measured) is left out."""
     cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if header and header.strip().strip("|").split("|")[-1].strip() == "KL(Base‖LCDD)": cells = cells[:-1]
     if len(cells) != len(COLUMNS): raise ValueError(f"{source}: the demo row has {len(cells)} cells, expected {len(COLUMNS)}: {cells}")
     out = {}
     for name, cell in zip(COLUMNS, cells):

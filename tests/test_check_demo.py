@@ -1,5 +1,5 @@
 """`.ci/check_demo.py` (the `--slow` check that the real-model table in the README is what `sftr demo` measures), tested on
-fabricated results.json files against the real README: the demo itself takes 20 to 35 minutes and runs only under `bash .ci/run --slow`."""
+fabricated results.json files against the real README: the demo itself takes about 20 minutes and runs only under `bash .ci/run --slow`."""
 import importlib.util
 import json
 import subprocess
@@ -30,20 +30,20 @@ def run(repo_root, tmp_path, res: dict):
 
 def test_reads_the_readme_table(check, repo_root):
     row = check.readme_row(repo_root / "README.md")
-    assert row == {"sparsity": 89.9, "rate_base": 0.0, "rate_sft": 100.0, "rate_lcdd": 100.0, "rate_trig": 0.0,
-                   "kl_sft_lcdd": 0.0006, "kl_sft_trig": 0.98, "kl_base_trig": 1.44}, row
+    assert row == {"sparsity": 88.3, "rate_base": 0.0, "rate_sft": 100.0, "rate_lcdd": 100.0, "rate_trig": 2.0,
+                   "kl_sft_lcdd": 0.0028, "kl_sft_trig": 0.90, "kl_base_trig": 1.70}, row
 
 
 def test_a_matching_run_passes(check, repo_root, tmp_path):
     row = check.readme_row(repo_root / "README.md")
-    r = run(repo_root, tmp_path, fabricated(row, rate_trig=2.0, kl_sft_trig=1.1, kl_sft_lcdd=0.0009))   # inside every tolerance
+    r = run(repo_root, tmp_path, fabricated(row, rate_trig=4.0, kl_sft_trig=1.1, kl_sft_lcdd=0.0035))   # inside every tolerance
     assert r.returncode == 0 and "reproduces the README table" in r.stdout, r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("change,needle", [({"rate_trig": 11.0}, "rate_trig: README 0, measured 11"),
-                                           ({"kl_sft_trig": 1.4}, "kl_sft_trig: README 0.98, measured 1.4"),
-                                           ({"kl_sft_lcdd": 0.002}, "kl_sft_lcdd"),
-                                           ({"sparsity": 88.0}, "sparsity: README 89.9, measured 88"),
+@pytest.mark.parametrize("change,needle", [({"rate_trig": 11.0}, "rate_trig: README 2, measured 11"),
+                                           ({"kl_sft_trig": 1.4}, "kl_sft_trig: README 0.9, measured 1.4"),
+                                           ({"kl_sft_lcdd": 0.0045}, "kl_sft_lcdd"),
+                                           ({"sparsity": 87.5}, "sparsity: README 88.3, measured 87.5"),
                                            ({"rate_lcdd": 90.0}, "rate_lcdd")])
 def test_a_drifted_run_fails_naming_the_number(check, repo_root, tmp_path, change, needle):
     r = run(repo_root, tmp_path, fabricated(check.readme_row(repo_root / "README.md"), **change))
@@ -62,11 +62,11 @@ def test_wrong_prompt_count_and_incomplete_results(check, repo_root, tmp_path):
 def test_an_edited_readme_table_is_caught(check, repo_root, tmp_path):
     "Editing the published numbers without rerunning the demo fails the check."
     text = (repo_root / "README.md").read_text()
-    assert "| 89.9 % | 0.0 % | 100.0 % | 100.0 % | 0.0 % |" in text
-    (tmp_path / "README.md").write_text(text.replace("| 89.9 % | 0.0 % | 100.0 % | 100.0 % | 0.0 % |", "| 89.9 % | 0.0 % | 100.0 % | 100.0 % | 2.0 % |"))
+    assert "| 88.3 % | 0.0 % | 100.0 % | 100.0 % | 2.0 % |" in text
+    (tmp_path / "README.md").write_text(text.replace("| 88.3 % | 0.0 % | 100.0 % | 100.0 % | 2.0 % |", "| 88.3 % | 0.0 % | 100.0 % | 100.0 % | 0.0 % |"))
     res = fabricated(check.readme_row(repo_root / "README.md"))
     assert check.compare(check.readme_row(tmp_path / "README.md"), check.measured(res)) == []   # 0 % vs 2 %: inside 3 points
-    (tmp_path / "README.md").write_text(text.replace("| 0.98 |", "| 0.5 |"))
+    (tmp_path / "README.md").write_text(text.replace("| 0.90 |", "| 0.5 |"))
     assert [b.split(":")[0] for b in check.compare(check.readme_row(tmp_path / "README.md"), check.measured(res))] == ["kl_sft_trig"]
 
 
@@ -76,5 +76,6 @@ def test_the_stored_demo_outputs_are_the_readme_run(check, repo_root):
     tables = ["".join(o["data"]["text/markdown"]) for c in nb["cells"] if c["cell_type"] == "code" and "#| slow" in "".join(c["source"])
               for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})]
     assert len(tables) == 1, f"expected one stored results table in 10_demo's slow cells, found {len(tables)}"
-    stored = check.table_row(tables[0].strip().splitlines()[2], "10_demo")
+    lines = tables[0].strip().splitlines()
+    stored = check.table_row(lines[2], "10_demo", header=lines[0])
     assert check.compare(check.readme_row(repo_root / "README.md"), stored) == []
