@@ -13,24 +13,26 @@
 Exit status 1 when a check fails; everything measured is printed and written to DIR/cuda_check.json. `--device cpu` is a dry
 run of the script itself (CPU against CPU); as of the commit that added it, that dry run is all it has run, no GPU being available.
 """
-import argparse, json, math, sys, time
+import argparse, copy, json, math, sys, time
 from pathlib import Path
 
 import torch
 
 from sft_reverse_nb.arch import TINY_FAMILIES, tiny_model
 from sft_reverse_nb.carrier import Carrier, perturbed_copy
+from sft_reverse_nb.artefacts import read_metrics
 from sft_reverse_nb.pipeline import run_pipeline
+
+STAGE_METRICS = {"sft": "sft", "lcdd": "lcdd", "erase": "trigger"}     # stage -> the run subdirectory holding its metrics.jsonl
 
 
 def equivalence(arch: str, dev: str) -> dict:
-    base, sft = tiny_model(arch, seed=0).to(dev).eval(), None
+    base = tiny_model(arch, seed=0).to(dev).eval()
     sft = perturbed_copy(base, 0.05, seed=1).to(dev).eval()
     ids = torch.randint(0, base.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0)).to(dev)
     with torch.no_grad():
         want_sft, want_base = sft(ids).logits, base(ids).logits
-        work = perturbed_copy(sft, 0.0, seed=1).to(dev).eval()
-        carrier = Carrier.attach(work, base)
+        carrier = Carrier.attach(copy.deepcopy(sft), base)              # attach replaces the projections of the model it is given
         open_ = carrier.fill(10.0).model(ids).logits
         closed = carrier.fill(-10.0).model(ids).logits
     return {"open_vs_sft": (open_ - want_sft).abs().max().item(), "closed_vs_base": (closed - want_base).abs().max().item()}
@@ -54,22 +56,15 @@ def gradients(arch: str, dev: str) -> dict:
     return {"loss_cpu": lc, "loss_cuda": lg, "max_rel_grad_diff": rel}
 
 
-def first_last(path: Path) -> tuple[float, float]:
-    rows = [json.loads(l) for l in open(path)]
-    return rows[0]["loss"], rows[-1]["loss"]
-
-
 def pipeline(out: Path, dev: str, precision: str | None) -> dict:
     stages = {s: {"device": dev, **({"mixed_precision": precision} if precision else {})} for s in ("sft", "lcdd", "erase")}
     stages["eval"] = {"mixed_precision": precision} if precision else {}
-    run = out/f"tiny-{dev}-{precision or 'fp32'}"
+    run = out/f"tiny-{dev.replace(':', '')}-{precision or 'fp32'}"
     t = time.time()
     res = run_pipeline(run, "tiny", overrides={"device": dev, **stages})
-    row = {"seconds": round(time.time() - t, 1),
-           **{f"{s}_loss_first_last": first_last(run/d/"metrics.jsonl") for s, d in (("sft", "sft"), ("lcdd", "lcdd"), ("erase", "trigger"))},
-           "sparsity": json.loads((run/"lcdd"/"carrier.json").read_text()).get("sparsity"),
-           "rates": {c: v.get(res["metric"]) for c, v in res["conditions"].items()}}
-    return row
+    losses = {s: [m["loss"] for m in read_metrics(run/d/"metrics.jsonl")] for s, d in STAGE_METRICS.items()}
+    return {"seconds": round(time.time() - t, 1), **{f"{s}_loss_first_last": (l[0], l[-1]) for s, l in losses.items()},
+            "sparsity": res["sparsity"], "rates": {c: v.get(res["metric"]) for c, v in res["conditions"].items()}}
 
 
 def main():
@@ -88,12 +83,13 @@ def main():
         print(f"{arch:8s} open-vs-SFT {eq['open_vs_sft']:.2e}  closed-vs-base {eq['closed_vs_base']:.2e}  "
               f"loss cpu/cuda {gr['loss_cpu']:.6f}/{gr['loss_cuda']:.6f}  max rel grad diff {gr['max_rel_grad_diff']:.2e}  {'ok' if good else 'FAIL'}")
     for d, p in (("cpu", None), (dev, None), (dev, "bf16")):
-        row = pipeline(out/d.replace(":", ""), d, p) if d == "cpu" else pipeline(out/"dev", d, p)
+        row = pipeline(out, d, p)
         report[f"pipeline-{d}-{p or 'fp32'}"] = row
         print(f"pipeline {d} {p or 'fp32'}: {json.dumps(row)}")
     cpu, gpu, bf = report["pipeline-cpu-fp32"], report[f"pipeline-{dev}-fp32"], report[f"pipeline-{dev}-bf16"]
-    close = all(math.isclose(cpu[k][0], gpu[k][0], rel_tol=1e-3) for k in ("sft_loss_first_last", "lcdd_loss_first_last", "erase_loss_first_last"))
-    sane = all(math.isfinite(x) for k in ("sft_loss_first_last", "lcdd_loss_first_last", "erase_loss_first_last") for x in bf[k])
+    keys = [f"{s}_loss_first_last" for s in STAGE_METRICS]
+    close = all(math.isclose(cpu[k][0], gpu[k][0], rel_tol=1e-3) for k in keys)
+    sane = all(math.isfinite(x) for k in keys for x in bf[k])
     print(f"first losses cpu vs cuda fp32 within 1e-3: {close}; bf16 losses finite: {sane}")
     ok &= close and sane
     report["ok"] = ok
