@@ -18,7 +18,7 @@ from .provenance import is_complete, mark_complete
 from .lcdd import LCDDConfig, train_lcdd
 from .eraser import EraserConfig, Trigger, train_trigger
 from .report import write_html_report
-from .evaluation import (EvalConfig, Condition, evaluate, write_report, results_table, make_judge, builtin_mc, load_mc,
+from .evaluation import (EvalConfig, Condition, evaluate, write_report, results_table, make_judge, builtin_mc, builtin_references, load_mc,
                                        load_prompts, plot_results, lm_eval_tasks, utility_scores, cached_generation, kl_references, kl_benchmark)
 from .judges import reference_split, task_scorers, BENIGN_TASKS
 
@@ -89,7 +89,7 @@ PRESETS["cpu-smollm2"] = {
              "eta_grow": 0.005, "v_clip": 1.0, "sparsity_warmup": 10, "gate_lr": 0.25, "mixed_precision": "bf16", "save_every": 40},
     "erase": {"n_tokens": 20, "steps": 120, "batch_size": 16, "n_prompts": 200, "lr": 2e-2, "alpha": 0.7, "gamma": 0.1, "k": 8, "radius": 1.0,
               "schedule": "cosine", "answer_tokens": 16, "mixed_precision": "bf16", "save_every": 25},
-    "eval": {"mixed_precision": "bf16", "batch_size": 25}}
+    "eval": {"mixed_precision": "bf16", "batch_size": 25, "kl_strip_special": True, "references": "builtin"}}
 PRESETS["tiny"] = {
     "model": "tiny:llama", "base": "tiny:llama", "chat_template": None, "dtype": "float32", "device": "cpu",
     "task": {"name": "fixed_response", "source": "builtin", "n_train": 64, "n_eval": 16, "seed": 0},
@@ -554,11 +554,13 @@ def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: d
 def judged_inputs(task: TaskData, ecfg: EvalConfig, n_prompts: int) -> dict:
     "`evaluate`'s scorers, benign prompts and reference answers for `task`, from `ecfg.references` (held out from the task's prompts)."
     held, ordinary = [], []
-    if ecfg.references:
+    exclude = {p for p, _ in task.train} | set(task.eval_prompts)
+    if ecfg.references == "builtin":                   # the package's own pairs: no ordinary answers to give the style judge
+        held = [(q, a) for q, a in builtin_references() if q not in exclude][:ecfg.n_references]
+    elif ecfg.references:
         if not Path(ecfg.references).exists():
             raise FileNotFoundError(f"eval.references: {ecfg.references} does not exist (relative paths are read from the working directory); "
-                                    "point it at an Alpaca-style file (sftr eval --references FILE) or turn it off (--references none)")
-        exclude = {p for p, _ in task.train} | set(task.eval_prompts)
+                                    "point it at an Alpaca-style file (sftr eval --references FILE), use the package's pairs (--references builtin) or turn it off (--references none)")
         held, ordinary = reference_split(ecfg.references, ecfg.n_references, 2000, exclude, ecfg.seed)
     return {"scorers": task_scorers(task, ordinary), "references": held or None,
             "benign_prompts": [p for p, _ in held][:n_prompts] if held and task.task in BENIGN_TASKS else None}

@@ -18,9 +18,11 @@ def check(repo_root):
 def fabricated(row: dict, **changes) -> dict:
     "A results.json that reproduces `row` (README units), with `changes` applied in README units."
     r = {**row, **changes}
-    return {"task": "fixed_response", "metric": "fixed_response_rate", "n_prompts": 100, "sparsity": r["sparsity"] / 100,
+    res = {"task": "fixed_response", "metric": "fixed_response_rate", "n_prompts": 100, "sparsity": r["sparsity"] / 100,
             "conditions": {c: {"fixed_response_rate": r[f"rate_{c}"] / 100} for c in ("base", "sft", "lcdd", "trig")},
             "kl": {"sft_lcdd": r["kl_sft_lcdd"], "sft_trig": r["kl_sft_trig"], "base_trig": r["kl_base_trig"]}}
+    for c in ("base", "sft", "lcdd", "trig"): res["conditions"][c]["ref_nll"] = r[f"nll_{c}"]
+    return res
 
 
 def run(repo_root, tmp_path, res: dict):
@@ -31,17 +33,19 @@ def run(repo_root, tmp_path, res: dict):
 def test_reads_the_readme_table(check, repo_root):
     row = check.readme_row(repo_root / "README.md")
     assert row == {"sparsity": 88.3, "rate_base": 0.0, "rate_sft": 100.0, "rate_lcdd": 100.0, "rate_trig": 2.0,
-                   "kl_sft_lcdd": 0.0028, "kl_sft_trig": 0.90, "kl_base_trig": 1.70}, row
+                   "kl_sft_lcdd": 0.0027, "kl_sft_trig": 1.03, "kl_base_trig": 1.72,
+                   "nll_base": 1.442, "nll_sft": 5.234, "nll_lcdd": 2.446, "nll_trig": 1.395}, row
 
 
 def test_a_matching_run_passes(check, repo_root, tmp_path):
     row = check.readme_row(repo_root / "README.md")
-    r = run(repo_root, tmp_path, fabricated(row, rate_trig=4.0, kl_sft_trig=1.1, kl_sft_lcdd=0.0035))   # inside every tolerance
+    r = run(repo_root, tmp_path, fabricated(row, rate_trig=4.0, kl_sft_trig=1.2, kl_sft_lcdd=0.0035, nll_trig=1.45))   # inside every tolerance
     assert r.returncode == 0 and "reproduces the README table" in r.stdout, r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("change,needle", [({"rate_trig": 11.0}, "rate_trig: README 2, measured 11"),
-                                           ({"kl_sft_trig": 1.4}, "kl_sft_trig: README 0.9, measured 1.4"),
+                                           ({"kl_sft_trig": 1.4}, "kl_sft_trig: README 1.03, measured 1.4"),
+                                           ({"nll_trig": 1.6}, "nll_trig: README 1.395, measured 1.6"),
                                            ({"kl_sft_lcdd": 0.0045}, "kl_sft_lcdd"),
                                            ({"sparsity": 87.5}, "sparsity: README 88.3, measured 87.5"),
                                            ({"rate_lcdd": 90.0}, "rate_lcdd")])
@@ -66,7 +70,7 @@ def test_an_edited_readme_table_is_caught(check, repo_root, tmp_path):
     (tmp_path / "README.md").write_text(text.replace("| 88.3 % | 0.0 % | 100.0 % | 100.0 % | 2.0 % |", "| 88.3 % | 0.0 % | 100.0 % | 100.0 % | 0.0 % |"))
     res = fabricated(check.readme_row(repo_root / "README.md"))
     assert check.compare(check.readme_row(tmp_path / "README.md"), check.measured(res)) == []   # 0 % vs 2 %: inside 3 points
-    (tmp_path / "README.md").write_text(text.replace("| 0.90 |", "| 0.5 |"))
+    (tmp_path / "README.md").write_text(text.replace("| 1.03 |", "| 0.5 |"))
     assert [b.split(":")[0] for b in check.compare(check.readme_row(tmp_path / "README.md"), check.measured(res))] == ["kl_sft_trig"]
 
 
@@ -79,3 +83,16 @@ def test_the_stored_demo_outputs_are_the_readme_run(check, repo_root):
     lines = tables[0].strip().splitlines()
     stored = check.table_row(lines[2], "10_demo", header=lines[0])
     assert check.compare(check.readme_row(repo_root / "README.md"), stored) == []
+
+
+def test_columns_are_found_by_their_headers(check):
+    "The README's header (bare `@COND` continuing a metric) and `results_table`'s (metric on every column, KL(Base‖LCDD) last) name the same columns."
+    readme = "| sparsity | fixed-response rate @Base | @SFT | @LCDD | @Trig | KL(SFT‖LCDD) | KL(SFT‖Trig) | KL(Base‖Trig) | reference NLL @Base | @SFT | @LCDD | @Trig |"
+    table = ("| sparsity | fixed_response_rate @BASE | fixed_response_rate @SFT | fixed_response_rate @LCDD | fixed_response_rate @Trig | ref_nll @BASE | "
+             "ref_nll @SFT | ref_nll @LCDD | ref_nll @Trig | KL(SFT‖LCDD) | KL(SFT‖Trig) | KL(Base‖Trig) | KL(Base‖LCDD) |")
+    a, b = check.column_names(readme, "readme"), check.column_names(table, "table")
+    assert set(a) == set(check.COLUMNS) and b[-1] is None and set(b[:-1]) == set(check.COLUMNS)
+    row = check.table_row("| 88.3 % | 0.0 % | 100.0 % | 100.0 % | 2.0 % | 1.4 | 5.2 | 2.4 | 1.3 | 0.0027 | 1.03 | 1.72 | 6.7 |", "table", table)
+    assert (row["nll_sft"], row["kl_base_trig"], row["rate_trig"]) == (5.2, 1.72, 2.0)
+    with pytest.raises(ValueError, match="no column for nll_base"): check.column_names(readme.replace("reference NLL @Base | @SFT | @LCDD | @Trig |", ""), "old")
+    with pytest.raises(ValueError, match="unknown demo table column 'utility @Base'"): check.column_names(readme + " utility @Base |", "x")
