@@ -22,11 +22,11 @@ from .precision import effective_precision, cpu_summary
 __all__ = ['STYLE_RUBRIC', 'WILDGUARD_TEMPLATE', 'WILDGUARD_FIELDS', 'KL_TRIAD', 'KL_BEFORE_TRIGGER', 'BUILTIN_MC',
            'BUILTIN_REFERENCES', 'KL_LABELS', 'behaviour_metrics', 'Judge', 'KeywordJudge', 'LLMJudge',
            'ClassifierJudge', 'PlainText', 'parse_wildguard', 'parse_harmbench', 'GenerativeJudge', 'Condition',
-           'generate_condition', 'kl_benchmark', 'builtin_mc', 'load_mc', 'mc_prompt', 'mc_accuracy', 'reference_nll',
-           'builtin_references', 'TriggeredHFLM', 'make_judge', 'EvalConfig', 'generation_key', 'generation_stem',
-           'cached_generation', 'judge_scores', 'kl_references', 'kl_triad', 'lm_eval_tasks', 'lm_eval_utility',
-           'utility_scores', 'add_judged_measures', 'evaluate', 'kl_columns', 'results_table', 'conditions_table',
-           'plot_results', 'archive_results', 'provenance_lines', 'write_report', 'load_prompts']
+           'generate_condition', 'kl_benchmark', 'kl_by_position', 'builtin_mc', 'load_mc', 'mc_prompt', 'mc_accuracy',
+           'reference_nll', 'builtin_references', 'TriggeredHFLM', 'make_judge', 'EvalConfig', 'generation_key',
+           'generation_stem', 'cached_generation', 'judge_scores', 'kl_references', 'kl_triad', 'lm_eval_tasks',
+           'lm_eval_utility', 'utility_scores', 'add_judged_measures', 'evaluate', 'kl_columns', 'results_table',
+           'conditions_table', 'plot_results', 'archive_results', 'provenance_lines', 'write_report', 'load_prompts']
 
 # %% ../nbs/08_eval.ipynb #785eaea2
 def behaviour_metrics(task: str, responses: list[str]) -> dict[str, float]:
@@ -193,30 +193,48 @@ KL_TRIAD = (("sft", "lcdd"), ("sft", "trig"), ("base", "trig"))
 KL_BEFORE_TRIGGER = (("base", "lcdd"),)
 
 @torch.no_grad()
-def kl_benchmark(conditions: dict[str, Condition], tok, prompts: list[str], references: list, pairs=KL_TRIAD, fmt=None,
-                 batch_size: int = 8, mixed_precision: str = "no") -> dict[str, float]:
-    "Mean token-level KL(P‖Q) over teacher-forced `references` for each `(P, Q)` in `pairs`, keyed `P_Q`."
-    pairs = [(p, q) for p, q in pairs if p in conditions and q in conditions]
+def _kl_batches(conditions: dict[str, Condition], tok, prompts, references, pairs, fmt, batch_size: int, mixed_precision: str):
+    "Yield `(P_Q, KL [B, R], mask [B, R])` per batch and pair: token KL(P‖Q) at every right-aligned response position."
     names = sorted({n for pq in pairs for n in pq})
-    streams = {}
-    for n in names:
-        c = conditions[n]
-        streams[n] = teacher_force(c.model, tok, prompts, references, fmt=fmt, prefix=c.trigger, batch_size=batch_size)
-    per_prompt = {f"{p}_{q}": [] for p, q in pairs}
+    streams = {n: teacher_force(conditions[n].model, tok, prompts, references, fmt=fmt, prefix=conditions[n].trigger, batch_size=batch_size)
+               for n in names}
     while True:
         batch = {}
         try:
             for n in names:
                 with _autocast(conditions[n].model, mixed_precision): batch[n] = next(streams[n])
-        except StopIteration: break
-        mask = batch[names[0]][2]
+        except StopIteration: return
         for p, q in pairs:
             lp, lq = batch[p][1], batch[q][1]
-            kl = (lp.exp() * (lp - lq)).sum(-1)                           # [B, R]
-            n_tok = mask.sum(1)
-            vals = (kl * mask).sum(1) / n_tok.clamp(min=1)
-            per_prompt[f"{p}_{q}"] += [v for v, k in zip(vals.tolist(), n_tok.tolist()) if k > 0]
+            yield f"{p}_{q}", (lp.exp() * (lp - lq)).sum(-1), batch[names[0]][2]
+
+def _pairs(conditions, pairs): return [(p, q) for p, q in pairs if p in conditions and q in conditions]
+
+def kl_benchmark(conditions: dict[str, Condition], tok, prompts: list[str], references: list, pairs=KL_TRIAD, fmt=None,
+                 batch_size: int = 8, mixed_precision: str = "no") -> dict[str, float]:
+    "Mean token-level KL(P‖Q) over teacher-forced `references` for each `(P, Q)` in `pairs`, keyed `P_Q`."
+    pairs = _pairs(conditions, pairs)
+    per_prompt = {f"{p}_{q}": [] for p, q in pairs}
+    for key, kl, mask in _kl_batches(conditions, tok, prompts, references, pairs, fmt, batch_size, mixed_precision):
+        n_tok = mask.sum(1)
+        vals = (kl * mask).sum(1) / n_tok.clamp(min=1)
+        per_prompt[key] += [v for v, k in zip(vals.tolist(), n_tok.tolist()) if k > 0]
     return {k: sum(v) / len(v) if v else float("nan") for k, v in per_prompt.items()}
+
+# %% ../nbs/08_eval.ipynb #558b4f08
+def kl_by_position(conditions: dict[str, Condition], tok, prompts: list[str], references: list, pairs=KL_TRIAD, fmt=None,
+                   batch_size: int = 8, mixed_precision: str = "no", max_positions: int = 16) -> dict[str, list[float]]:
+    "Per pair `P_Q`, the mean token KL(P‖Q) at each of the first `max_positions` response positions (over the references that long)."
+    pairs = _pairs(conditions, pairs)
+    sums = {f"{p}_{q}": torch.zeros(max_positions, dtype=torch.float64) for p, q in pairs}
+    counts = torch.zeros(max_positions, dtype=torch.float64)
+    for key, kl, mask in _kl_batches(conditions, tok, prompts, references, pairs, fmt, batch_size, mixed_precision):
+        for row, m in zip(kl, mask):
+            v = row[m].double()[:max_positions]                          # the row's response positions, in order
+            sums[key][:len(v)] += v
+            if key == next(iter(sums)): counts[:len(v)] += 1
+    n = int((counts > 0).sum())
+    return {k: (s[:n] / counts[:n]).tolist() for k, s in sums.items()}
 
 # %% ../nbs/08_eval.ipynb #8dcf2c3d
 BUILTIN_MC = [
