@@ -24,9 +24,10 @@ __all__ = ['STYLE_RUBRIC', 'WILDGUARD_TEMPLATE', 'WILDGUARD_FIELDS', 'KL_TRIAD',
            'ClassifierJudge', 'PlainText', 'parse_wildguard', 'parse_harmbench', 'GenerativeJudge', 'Condition',
            'generate_condition', 'kl_benchmark', 'kl_by_position', 'builtin_mc', 'load_mc', 'mc_prompt', 'mc_accuracy',
            'reference_nll', 'builtin_references', 'TriggeredHFLM', 'make_judge', 'EvalConfig', 'generation_key',
-           'generation_stem', 'cached_generation', 'judge_scores', 'kl_references', 'kl_triad', 'lm_eval_tasks',
-           'lm_eval_utility', 'utility_scores', 'add_judged_measures', 'evaluate', 'kl_columns', 'results_table',
-           'conditions_table', 'plot_results', 'archive_results', 'provenance_lines', 'write_report', 'load_prompts']
+           'generation_stem', 'cached_generation', 'judge_scores', 'kl_references', 'kl_reference_set', 'kl_triad',
+           'lm_eval_tasks', 'lm_eval_utility', 'utility_scores', 'add_judged_measures', 'evaluate', 'kl_columns',
+           'results_table', 'conditions_table', 'plot_results', 'archive_results', 'provenance_lines', 'write_report',
+           'load_prompts']
 
 # %% ../nbs/08_eval.ipynb #785eaea2
 def behaviour_metrics(task: str, responses: list[str]) -> dict[str, float]:
@@ -227,14 +228,12 @@ def kl_by_position(conditions: dict[str, Condition], tok, prompts: list[str], re
     "Per pair `P_Q`, the mean token KL(P‖Q) at each of the first `max_positions` response positions (over the references that long)."
     pairs = _pairs(conditions, pairs)
     sums = {f"{p}_{q}": torch.zeros(max_positions, dtype=torch.float64) for p, q in pairs}
-    counts = torch.zeros(max_positions, dtype=torch.float64)
+    counts = {k: torch.zeros(max_positions, dtype=torch.float64) for k in sums}
     for key, kl, mask in _kl_batches(conditions, tok, prompts, references, pairs, fmt, batch_size, mixed_precision):
         for row, m in zip(kl, mask):
             v = row[m].double()[:max_positions]                          # the row's response positions, in order
-            sums[key][:len(v)] += v
-            if key == next(iter(sums)): counts[:len(v)] += 1
-    n = int((counts > 0).sum())
-    return {k: (s[:n] / counts[:n]).tolist() for k, s in sums.items()}
+            sums[key][:len(v)] += v; counts[key][:len(v)] += 1
+    return {k: (s[counts[k] > 0] / counts[k][counts[k] > 0]).tolist() for k, s in sums.items()}
 
 # %% ../nbs/08_eval.ipynb #8dcf2c3d
 BUILTIN_MC = [
@@ -556,17 +555,21 @@ def kl_references(tok, ids: list[list[int]], strip_special: bool = False) -> lis
 
 
 # %% ../nbs/08_eval.ipynb #bd480c05
-def kl_triad(conditions: dict, tok, prompts, sft_ids, fmt, cfg: EvalConfig, max_new: int, cache_dir=None, kl_prompts=None) -> tuple[dict, str]:
-    "The KL triad and KL(Base‖LCDD) (`KL_BEFORE_TRIGGER`) on the SFT model's greedy references (to `kl_prompts` if given), with a description of the references."
+def kl_reference_set(conditions: dict, tok, prompts, sft_ids, fmt, cfg: EvalConfig, max_new: int, cache_dir=None, kl_prompts=None) -> tuple[list, list]:
+    "`(prompts, references)` of the KL benchmark: the SFT model's greedy answers (to `kl_prompts` if given), `kl_max_new_tokens` long, per `kl_strip_special`."
     n_new = cfg.kl_max_new_tokens or max_new
     if kl_prompts is None and n_new <= max_new: kp, ids = prompts, [x[:n_new] for x in sft_ids]
     else: kp = prompts if kl_prompts is None else kl_prompts; ids = cached_generation(cache_dir, "sft@kl", conditions["sft"], tok, kp, fmt, cfg, n_new)[0]
-    kl = kl_benchmark(conditions, tok, kp, kl_references(tok, ids, cfg.kl_strip_special), KL_TRIAD + KL_BEFORE_TRIGGER, fmt, cfg.kl_batch_size, cfg.mixed_precision)
+    return kp, kl_references(tok, ids, cfg.kl_strip_special)
+
+def kl_triad(conditions: dict, tok, prompts, sft_ids, fmt, cfg: EvalConfig, max_new: int, cache_dir=None, kl_prompts=None) -> tuple[dict, str]:
+    "The KL triad and KL(Base‖LCDD) (`KL_BEFORE_TRIGGER`) on the SFT model's greedy references (`kl_reference_set`), with a description of the references."
+    kp, refs = kl_reference_set(conditions, tok, prompts, sft_ids, fmt, cfg, max_new, cache_dir, kl_prompts)
+    kl = kl_benchmark(conditions, tok, kp, refs, KL_TRIAD + KL_BEFORE_TRIGGER, fmt, cfg.kl_batch_size, cfg.mixed_precision)
     desc = "greedy responses of the SFT model" + ("" if kl_prompts is None else f" to the task's {len(kp)} KL prompts")
-    if cfg.kl_max_new_tokens: desc += f", up to {n_new} new tokens"
+    if cfg.kl_max_new_tokens: desc += f", up to {cfg.kl_max_new_tokens} new tokens"
     if cfg.kl_strip_special: desc += ", decoded without special tokens and re-encoded (no end-of-sequence token)"
     return kl, desc
-
 
 # %% ../nbs/08_eval.ipynb #b3e29785
 def lm_eval_tasks(cfg: EvalConfig) -> list[str]:
