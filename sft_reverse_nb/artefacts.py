@@ -8,7 +8,7 @@ import json, os, shutil, tempfile
 from contextlib import contextmanager
 from pathlib import Path
 import torch
-from safetensors.torch import save, save_file, load_file
+from safetensors.torch import save_file, load_file
 
 # %% auto #0
 __all__ = ['atomic_path', 'save_json', 'load_json', 'save_tensors', 'load_tensors', 'atomic_dir', 'cache_dir',
@@ -46,18 +46,22 @@ def load_json(path):
     except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON ({e}); delete it and re-run the stage that writes it") from e
 
 # %% ../nbs/01a_artefacts.ipynb #70cb2896
-def _sorted_metadata(data: bytes) -> bytes:
-    "The same safetensors bytes with the metadata keys in sorted order (safetensors writes them in a per-process random order)."
-    n = int.from_bytes(data[:8], "little")
-    head = json.loads(data[8:8 + n])
-    if "__metadata__" in head: head["__metadata__"] = dict(sorted(head["__metadata__"].items()))
-    new = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode()
-    return data if len(new) > n else data[:8] + new.ljust(n, b" ") + data[8 + n:]
+def _sort_metadata_in_place(path):
+    "Rewrite the header of the safetensors file `path` with its metadata keys in sorted order (safetensors writes them in a per-process random order); the header keeps its length, so no tensor byte moves."
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        head = json.loads(f.read(n))
+        if "__metadata__" not in head: return
+        head["__metadata__"] = dict(sorted(head["__metadata__"].items()))
+        new = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(new) <= n: f.seek(8); f.write(new.ljust(n, b" "))
 
 def save_tensors(tensors: dict[str, torch.Tensor], path, metadata: dict[str, str] | None = None) -> Path:
-    "Write a dict of tensors as safetensors, atomically and byte-reproducibly (tensors are made contiguous and moved to CPU)."
+    "Write a dict of tensors as safetensors, atomically and byte-reproducibly (tensors are made contiguous and moved to CPU), streamed to disk."
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    with atomic_path(path) as tmp: tmp.write_bytes(_sorted_metadata(save(tensors, metadata=metadata)))
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+        _sort_metadata_in_place(tmp)
     return Path(path)
 
 def load_tensors(path, device: str = "cpu") -> dict[str, torch.Tensor]:
