@@ -89,7 +89,7 @@ PRESETS["cpu-smollm2"] = {
              "eta_grow": 0.005, "v_clip": 1.0, "sparsity_warmup": 10, "gate_lr": 0.25, "mixed_precision": "bf16", "save_every": 40},
     "erase": {"n_tokens": 20, "steps": 120, "batch_size": 16, "n_prompts": 200, "lr": 2e-2, "alpha": 0.7, "gamma": 0.1, "k": 8, "radius": 1.0,
               "schedule": "cosine", "answer_tokens": 16, "mixed_precision": "bf16", "save_every": 25},
-    "eval": {"mixed_precision": "bf16", "batch_size": 25, "kl_strip_special": True, "references": "builtin"}}
+    "eval": {"mixed_precision": "bf16", "batch_size": 100, "kl_strip_special": True, "references": "builtin"}}
 PRESETS["tiny"] = {
     "model": "tiny:llama", "base": "tiny:llama", "chat_template": None, "dtype": "float32", "device": "cpu",
     "task": {"name": "fixed_response", "source": "builtin", "n_train": 64, "n_eval": 16, "seed": 0},
