@@ -4,10 +4,11 @@
 
 # %% ../nbs/01a_artefacts.ipynb #843a0c04
 from __future__ import annotations
-import json, os, shutil, tempfile
+import json, os, re, shutil, tempfile
 from contextlib import contextmanager
 from pathlib import Path
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file, load_file
 
 # %% auto #0
@@ -56,11 +57,19 @@ def _sort_metadata_in_place(path):
         new = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode()
         if len(new) <= n: f.seek(8); f.write(new.ljust(n, b" "))
 
+def _as_os_error(e: Exception, path) -> OSError | None:
+    "safetensors reports a failed write (a full disk, a read-only directory) as its own error type: the `OSError` it is, naming the file (None for any other error)."
+    m = re.search(r"os error (\d+)", str(e))
+    return OSError(int(m.group(1)), os.strerror(int(m.group(1))), str(path)) if m else None
+
 def save_tensors(tensors: dict[str, torch.Tensor], path, metadata: dict[str, str] | None = None) -> Path:
     "Write a dict of tensors as safetensors, atomically and byte-reproducibly (tensors are made contiguous and moved to CPU), streamed to disk."
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try: save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as e:
+            if (err := _as_os_error(e, path)) is None: raise
+            raise err from e
         _sort_metadata_in_place(tmp)
     return Path(path)
 

@@ -323,17 +323,18 @@ def test_3_damaged_model_file_outside_a_run(run, tmp_path, capsys):
 
 def test_3_full_disk_is_one_line(run, capsys, monkeypatch):
     "No space left while writing the carrier: exit 2, one line naming the file; nothing half-written."
-    import errno
-    real = Path.write_bytes
-    def full(self, data):                                  # the disk fills up while a tensor file is written
-        if self.name.endswith(".tmp") and "safetensors" in self.name: raise OSError(errno.ENOSPC, "No space left on device", str(self))
-        return real(self, data)
+    import sft_reverse_nb.artefacts as artefacts
+    from safetensors import SafetensorError
+    real = artefacts.save_file
+    def full(tensors, filename, metadata=None):            # the disk fills up while a tensor file is written, as safetensors reports it
+        if Path(filename).name.endswith(".tmp"): raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return real(tensors, filename, metadata=metadata)
     shutil.rmtree(run / "lcdd"); shutil.rmtree(run / "trigger")
-    monkeypatch.setattr(Path, "write_bytes", full)
+    monkeypatch.setattr(artefacts, "save_file", full)
     code, err = sftr(capsys, "lcdd", run, "--steps", "2")
-    monkeypatch.setattr(Path, "write_bytes", real)
+    monkeypatch.setattr(artefacts, "save_file", real)
     assert code == 2
-    one_line_error(err, "lcdd", "No space left on device", ".tmp")
+    one_line_error(err, "lcdd", "No space left on device", ".safetensors", str(run / "lcdd"))
     assert not (run / "lcdd" / "complete.json").exists()
     assert not [p for p in run.rglob(".*.tmp")]
 
