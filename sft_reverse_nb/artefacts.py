@@ -105,7 +105,10 @@ def save_hf_checkpoint(model, tokenizer, out_dir, state_dict: dict | None = None
     "Write `model` (optionally with an explicit `state_dict`) and `tokenizer` as safetensors into `out_dir`, leaving its other files alone."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out_dir/".checkpoint") as tmp:
-        model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        try: model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        except SafetensorError as e:                             # transformers writes with safetensors too
+            if (err := _as_os_error(e, out_dir/"model.safetensors")) is None: raise
+            raise err from e
         if tokenizer is not None: tokenizer.save_pretrained(tmp)
     for f in (out_dir/".checkpoint").iterdir():
         os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~_umask())   # transformers writes model.safetensors 0600; give it what open() gives the rest
