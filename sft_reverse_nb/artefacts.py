@@ -62,14 +62,19 @@ def _as_os_error(e: Exception, path) -> OSError | None:
     m = re.search(r"os error (\d+)", str(e))
     return OSError(int(m.group(1)), os.strerror(int(m.group(1))), str(path)) if m else None
 
+@contextmanager
+def _named_write_errors(path):
+    "Within the block, a safetensors write failure is raised as `_as_os_error` makes it (other errors pass unchanged)."
+    try: yield
+    except SafetensorError as e:
+        if (err := _as_os_error(e, path)) is None: raise
+        raise err from e
+
 def save_tensors(tensors: dict[str, torch.Tensor], path, metadata: dict[str, str] | None = None) -> Path:
     "Write a dict of tensors as safetensors, atomically and byte-reproducibly (tensors are made contiguous and moved to CPU), streamed to disk."
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        try: save_file(tensors, str(tmp), metadata=metadata)
-        except SafetensorError as e:
-            if (err := _as_os_error(e, path)) is None: raise
-            raise err from e
+        with _named_write_errors(path): save_file(tensors, str(tmp), metadata=metadata)
         _sort_metadata_in_place(tmp)
     return Path(path)
 
@@ -105,10 +110,8 @@ def save_hf_checkpoint(model, tokenizer, out_dir, state_dict: dict | None = None
     "Write `model` (optionally with an explicit `state_dict`) and `tokenizer` as safetensors into `out_dir`, leaving its other files alone."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out_dir/".checkpoint") as tmp:
-        try: model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
-        except SafetensorError as e:                             # transformers writes with safetensors too
-            if (err := _as_os_error(e, out_dir/"model.safetensors")) is None: raise
-            raise err from e
+        with _named_write_errors(out_dir/"model.safetensors"):   # transformers writes with safetensors too
+            model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         if tokenizer is not None: tokenizer.save_pretrained(tmp)
     for f in (out_dir/".checkpoint").iterdir():
         os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~_umask())   # transformers writes model.safetensors 0600; give it what open() gives the rest

@@ -19,7 +19,7 @@ from .lcdd import LCDDConfig, train_lcdd
 from .eraser import EraserConfig, Trigger, train_trigger
 from .report import write_html_report
 from .evaluation import (EvalConfig, Condition, evaluate, write_report, results_table, make_judge, builtin_mc, builtin_references, load_mc,
-                                       load_prompts, plot_results, lm_eval_tasks, utility_scores, cached_generation, kl_references, kl_benchmark)
+                                       load_prompts, plot_results, lm_eval_tasks, utility_scores, cached_generation, kl_reference_set, kl_benchmark)
 from .judges import reference_split, task_scorers, BENIGN_TASKS
 
 # %% auto #0
@@ -510,6 +510,15 @@ def check_prompt_lengths(tok, fmt, prompts: list[str], room: int, n_ctx: int | N
 
 
 # %% ../nbs/09_pipeline.ipynb #47aa08cc
+def _utility_items(ecfg: EvalConfig):
+    "The built-in or file multiple-choice items of `ecfg.utility`; None without a utility measure or with lm-evaluation-harness tasks."
+    return None if not ecfg.utility or lm_eval_tasks(ecfg) else builtin_mc() if ecfg.utility == "builtin" else load_mc(ecfg.utility)
+
+def _kl_prompts(task: TaskData) -> list[str] | None:
+    "The task's own prompts for the KL benchmark (`Task.kl_prompts`); None: the evaluation prompts."
+    f = get_task(task.task).kl_prompts
+    return f(task) if f else None
+
 def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: dict | None = None, judge=None, judge_label=None,
                judge_template=None, out_name: str | None = None, models: RunModels | None = None, trust_remote_code: bool = False) -> dict:
     "Evaluate a run's conditions into `RUN/eval/` (`results.json`, `report.md`, `report.html`, figures) after checking the run's chain; returns the results."
@@ -530,9 +539,9 @@ def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: d
     first = next(iter(conds.values())).model
     check_prompt_lengths(tok, fmt, prompts, room, getattr(first.config, "max_position_embeddings", None), str(prompts_file or "held-out prompts"))
     from sft_reverse_nb.train import StageLock; StageLock(out).acquire()   # one writer per output directory (after the checks); mark_complete releases it
-    util = None if not ecfg.utility or lm_eval_tasks(ecfg) else builtin_mc() if ecfg.utility == "builtin" else load_mc(ecfg.utility)
+    util = _utility_items(ecfg)
     res = evaluate(conds, tok, task.task, prompts, fmt, ecfg, make_judge(judge or ecfg.judge, task.task, judge_label, judge_template),
-                   out/"generations", util, kl_prompts=(lambda f: f(task) if f else None)(get_task(task.task).kl_prompts),
+                   out/"generations", util, kl_prompts=_kl_prompts(task),
                    **judged_inputs(task, ecfg, len(prompts)))
     for n in conds: res["provenance"][n].update(models.provenance(n))
     counts = carrier_counts(run_dir/"lcdd") if "lcdd" in models._rec else {}
@@ -569,9 +578,6 @@ def judged_inputs(task: TaskData, ecfg: EvalConfig, n_prompts: int) -> dict:
 STRUCTURE = {"lcdd + circuit": ("lcdd", {}), "lcdd + output-only": ("lcdd", {"output_only": True}),
              "sft + circuit": ("sft", {}), "sft + output-only": ("sft", {"output_only": True})}
 
-def _utility_items(ecfg: EvalConfig):
-    return None if not ecfg.utility or lm_eval_tasks(ecfg) else builtin_mc() if ecfg.utility == "builtin" else load_mc(ecfg.utility)
-
 def structure_rows(run_dir, cfg: dict, models: RunModels, tok, task, fmt, prompts, ecfg: EvalConfig, erase_overrides=None) -> dict:
     "Table 4's rows: rate without / with each structure trigger, KL(SFT‖Trig), KL(Base‖Trig) on the SFT model's references, and utility."
     run_dir, out = Path(run_dir), Path(run_dir)/"eval"
@@ -583,11 +589,11 @@ def structure_rows(run_dir, cfg: dict, models: RunModels, tok, task, fmt, prompt
     res = evaluate(conds, tok, task.task, prompts, fmt, gen_cfg, cache_dir=out/"generations")
     rate = {k: v[res["metric"]] for k, v in res["conditions"].items()}
     kl = {}
-    if ecfg.kl:                                   # the structure triggers against the SFT and the base model, on the SFT model's references
+    if ecfg.kl:                                   # the structure triggers against the SFT and the base model, on the main KL triad's references
         n_new = ecfg.max_new_tokens or get_task(task.task).max_new_tokens
         ids = cached_generation(out/"generations", "sft", conds["sft"], tok, prompts, fmt, gen_cfg, n_new)[0]
-        refs = kl_references(tok, [x[:ecfg.kl_max_new_tokens or n_new] for x in ids], ecfg.kl_strip_special)
-        kl = kl_benchmark(conds, tok, prompts, refs, [(p, q) for q in STRUCTURE for p in ("sft", "base")], fmt, ecfg.kl_batch_size, ecfg.mixed_precision)
+        kp, refs = kl_reference_set(conds, tok, prompts, ids, fmt, ecfg, n_new, out/"generations", _kl_prompts(task))
+        kl = kl_benchmark(conds, tok, kp, refs, [(p, q) for q in STRUCTURE for p in ("sft", "base")], fmt, ecfg.kl_batch_size, ecfg.mixed_precision)
     util = utility_scores(conds, tok, ecfg, _utility_items(ecfg)) if ecfg.utility else {}
     rows = {k: {"rate": rate[k], "kind": "reference", "utility": util.get(k)} for k in ("base", "sft", "lcdd")}
     for k, (on, _) in STRUCTURE.items():
