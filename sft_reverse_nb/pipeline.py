@@ -81,7 +81,7 @@ def _paper_preset(task: str, model: str) -> dict:
 
 PRESETS: dict[str, dict] = {f"{t}-{m}": _paper_preset(t, m) for t, m in TABLE7}
 PRESETS["cpu-smollm2"] = {
-    "model": "smollm2", "base": "smollm2", "chat_template": None, "dtype": "float32", "device": "cpu",
+    "model": "smollm2", "base": "smollm2", "chat_template": None, "dtype": "float32", "device": "cpu", "attn_implementation": "eager",
     "task": {"name": "fixed_response", "source": "builtin", "n_train": 800, "n_eval": 100, "seed": 0},
     "sft": {"steps": 24, "batch_size": 8, "lr": 1e-4, "warmup_steps": 5, "schedule": "constant_with_warmup", "loss_on": "response",
             "mixed_precision": "bf16", "save_every": 12},
@@ -107,7 +107,7 @@ def get_preset(name: str) -> dict:
 # %% ../nbs/09_pipeline.ipynb #2426eded
 STAGE_CONFIGS = {"sft": TrainConfig, "lcdd": LCDDConfig, "erase": EraserConfig, "eval": EvalConfig}
 STAGE_DIRS = {"sft": "sft", "lcdd": "lcdd", "erase": "trigger", "eval": "eval"}     # where each stage writes inside RUN/
-RUN_KEYS = ("model", "base", "chat_template", "fallback_template", "dtype", "device", "task", "preset") + tuple(STAGE_CONFIGS)
+RUN_KEYS = ("model", "base", "chat_template", "fallback_template", "dtype", "device", "attn_implementation", "task", "preset") + tuple(STAGE_CONFIGS)
 
 def _merge(a: dict, b: dict) -> dict:
     out = copy.deepcopy(a)
@@ -158,6 +158,10 @@ def resolve_config(preset: str | None = None, config_file=None, overrides: dict 
     check_run_keys(cfg, "configuration with overrides")
     for stage, cls in STAGE_CONFIGS.items(): cfg[stage] = asdict(cls.from_dict(cfg.get(stage, {})))
     resolve_dtype(cfg.get("dtype", "float32")); resolve_device(cfg.get("device", "cpu"))
+    attn = cfg.get("attn_implementation")
+    if attn is not None and not (isinstance(attn, str) and attn):
+        raise ValueError(f"attn_implementation must be the name of a transformers attention implementation ('eager', 'sdpa', ...) or null "
+                         f"for transformers' default, got {attn!r}")
     return cfg
 
 
@@ -288,10 +292,12 @@ def build_task(task_cfg: dict) -> TaskData:
 
 # %% ../nbs/09_pipeline.ipynb #aac4d339
 def config_model(name: str, cfg: dict, trust_remote_code: bool = False):
-    "Load `name` (a path, hub id, `smollm2` or `tiny:FAMILY`) with the run's dtype; a damaged checkpoint is named with its fix."
-    if name.startswith("tiny:"): return tiny_model(name.split(":", 1)[1])
+    "Load `name` (a path, hub id, `smollm2` or `tiny:FAMILY`) with the run's dtype and attention implementation; a damaged checkpoint is named with its fix."
+    attn = cfg.get("attn_implementation")
+    if name.startswith("tiny:"): return tiny_model(name.split(":", 1)[1], attn_implementation=attn)
     from safetensors import SafetensorError
-    try: return load_model(name, dtype=cfg.get("dtype", "float32"), device="cpu", trust_remote_code=trust_remote_code)
+    try: return load_model(name, dtype=cfg.get("dtype", "float32"), device="cpu", trust_remote_code=trust_remote_code,
+                             attn_implementation=attn)
     except SafetensorError as e:
         raise ValueError(f"the checkpoint in {name} is damaged or incomplete ({e}); delete {name} and rerun the stage that wrote it "
                          "(or point to an intact copy)") from e
