@@ -24,12 +24,12 @@ from .judges import reference_split, task_scorers, BENIGN_TASKS
 
 # %% auto #0
 __all__ = ['VICUNA_TEMPLATE', 'PAPER_MODELS', 'TABLE7', 'PAPER_TRAINING', 'PRESETS', 'STAGE_CONFIGS', 'STAGE_DIRS', 'RUN_KEYS',
-           'PROTOCOL', 'ABLATION_SWITCHES', 'STRUCTURE', 'STAGES', 'get_preset', 'load_config_file', 'check_run_keys',
-           'resolve_config', 'run_config', 'protocol_table', 'build_task', 'config_model', 'config_tokenizer',
-           'config_format', 'sft_stage', 'lcdd_stage', 'save_lcdd_figures', 'trigger_dir_name', 'run_subdir',
-           'erase_stage', 'parse_condition', 'RunModels', 'carrier_counts', 'check_prompt_lengths', 'eval_stage',
-           'judged_inputs', 'structure_rows', 'ablation_table', 'ablation_stage', 'stage_times', 'run_pipeline',
-           'ensure_smollm2', 'demo']
+           'PROTOCOL', 'ABLATION_SWITCHES', 'STRUCTURE', 'STAGES', 'get_preset', 'load_config_file',
+           'attention_implementations', 'check_run_keys', 'resolve_config', 'run_config', 'protocol_table',
+           'build_task', 'config_model', 'config_tokenizer', 'config_format', 'sft_stage', 'lcdd_stage',
+           'save_lcdd_figures', 'trigger_dir_name', 'run_subdir', 'erase_stage', 'parse_condition', 'RunModels',
+           'carrier_counts', 'check_prompt_lengths', 'eval_stage', 'judged_inputs', 'structure_rows', 'ablation_table',
+           'ablation_stage', 'stage_times', 'run_pipeline', 'ensure_smollm2', 'demo']
 
 # %% ../nbs/09_pipeline.ipynb #b3d7dfe7
 VICUNA_TEMPLATE = ("{{ bos_token }}{{ 'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user\\'s questions.' }}"
@@ -128,8 +128,13 @@ def load_config_file(path) -> dict:
 
 
 # %% ../nbs/09_pipeline.ipynb #61a2ba58
+def attention_implementations() -> list[str]:
+    "The attention kernels this transformers can load a model with (`attn_implementation`): `eager` and its registered ones."
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    return ["eager", *sorted(ALL_ATTENTION_FUNCTIONS.valid_keys())]
+
 def check_run_keys(cfg, source: str = "configuration") -> dict:
-    "Refuse a run configuration that is not an object, has unknown keys at any level, or asks to run the model's own code."
+    "Refuse a run configuration that is not an object, has unknown keys at any level, names an attention kernel transformers lacks, or asks to run the model's own code."
     if not isinstance(cfg, dict): raise ValueError(f"{source}: a run configuration must be a JSON object (model, task, sft, lcdd, ...), got {type(cfg).__name__}")
     if "trust_remote_code" in cfg:
         raise ValueError(f"{source}: trust_remote_code is never read from a configuration file (a run directory could carry it in); "
@@ -144,6 +149,10 @@ def check_run_keys(cfg, source: str = "configuration") -> dict:
     if bad: raise ValueError(f"{source}: unknown {task['name']} task option(s) {bad}; valid: {sorted(params)}")
     for st in STAGE_CONFIGS:
         if not isinstance(cfg.get(st, {}), dict): raise ValueError(f"{source}: {st} must be an object of settings, got {cfg[st]!r:.60}")
+    attn = cfg.get("attn_implementation")
+    if attn is not None and attn not in attention_implementations() and not (isinstance(attn, str) and "/" in attn):   # org/repo: a hub kernel
+        raise ValueError(f"{source}: attn_implementation {attn!r} is not one transformers has; use one of {attention_implementations()}, "
+                         "a hub kernel 'org/repo', or null for transformers' default")
     return cfg
 
 
@@ -158,10 +167,6 @@ def resolve_config(preset: str | None = None, config_file=None, overrides: dict 
     check_run_keys(cfg, "configuration with overrides")
     for stage, cls in STAGE_CONFIGS.items(): cfg[stage] = asdict(cls.from_dict(cfg.get(stage, {})))
     resolve_dtype(cfg.get("dtype", "float32")); resolve_device(cfg.get("device", "cpu"))
-    attn = cfg.get("attn_implementation")
-    if attn is not None and not (isinstance(attn, str) and attn):
-        raise ValueError(f"attn_implementation must be the name of a transformers attention implementation ('eager', 'sdpa', ...) or null "
-                         f"for transformers' default, got {attn!r}")
     return cfg
 
 
