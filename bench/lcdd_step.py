@@ -11,7 +11,7 @@ from the default initialisation (every gate open, as at the start of a run: W_ba
 `lcdd-sparse` from gate logits drawn around -0.5 (about 84 % of the gates closed, as at the end of a
 run: W_base + (r c^T) * Delta with both sides gated).
 
-    python bench/lcdd_step.py [--seq 64 | --seq 0] [--blocks 4] [--block 5] [--mixed-precision no|bf16] [--kernels on|off]
+    python bench/lcdd_step.py [--seq 64 | --seq 0] [--blocks 4] [--block 5] [--mixed-precision no|bf16] [--kernels on|off] [--attn-implementation eager]
 
 `--kernels off` times the gated projection's torch-operation path instead of the fused CPU kernels of
 `nbs/02a_kernels.ipynb` (SFTR_CPU_KERNELS=0); `--kernels both` times both paths in the same alternation, so that
@@ -55,7 +55,7 @@ def bench_task(seq: int):
     return TaskData("fixed_response", [(q, "I don't know.") for q in joined], ["held out"], "builtin (joined)"), seq, "all"
 
 
-def timing(blocks: int, block: int, mp: str, seq: int, kernels: str, skip: int = 2) -> dict:
+def timing(blocks: int, block: int, mp: str, seq: int, kernels: str, attn: str | None = None, skip: int = 2) -> dict:
     "Alternating blocks of real trainer steps in one process; per-stage step times (first `skip` of each block dropped)."
     os.environ["SFTR_NO_PROGRESS"] = "1"
     import copy
@@ -64,7 +64,7 @@ def timing(blocks: int, block: int, mp: str, seq: int, kernels: str, skip: int =
     from sft_reverse_nb.train import TrainConfig; from sft_reverse_nb.sft import train_sft
     from sft_reverse_nb.lcdd import LCDDConfig, train_lcdd
     (task, max_len, loss_on), tok = bench_task(seq), load_tokenizer("smollm2")
-    base = load_model("smollm2"); sft = perturbed_copy(base, scale=0.02)
+    base = load_model("smollm2", attn_implementation=attn); sft = perturbed_copy(base, scale=0.02)
     out, total = Path(tempfile.mkdtemp()), blocks * block + 1
     common = dict(steps=total, batch_size=8, lr=1e-4, loss_on=loss_on, mixed_precision=mp, save_every=block, max_len=max_len)
     from sft_reverse_nb.kernels import use_cpu_kernels
@@ -86,7 +86,7 @@ def timing(blocks: int, block: int, mp: str, seq: int, kernels: str, skip: int =
     return {k: list(v.values()) for k, v in times.items()}
 
 
-def worker(stage: str, steps: int, mp: str, seq: int):
+def worker(stage: str, steps: int, mp: str, seq: int, attn: str | None = None):
     os.environ["SFTR_NO_PROGRESS"] = "1"
     from sft_reverse_nb.arch import load_model, load_tokenizer
     from sft_reverse_nb.carrier import perturbed_copy
@@ -94,7 +94,7 @@ def worker(stage: str, steps: int, mp: str, seq: int):
     from sft_reverse_nb.lcdd import LCDDConfig, train_lcdd
     (task, max_len, loss_on), tok = bench_task(seq), load_tokenizer("smollm2")
     from sft_reverse_nb.carrier import Carrier
-    base = load_model("smollm2")
+    base = load_model("smollm2", attn_implementation=attn)
     sft = perturbed_copy(base, scale=0.02)
     if stage == "sft": del base
     else: sft = Carrier.attach(sft, base)     # measure from the attached carrier: Δ replaces the SFT weights
@@ -120,16 +120,17 @@ def main():
     ap.add_argument("--seq", type=int, default=64, help="tokens per example (DESIGN.md §6 workload: 8 x 64); 0: the task's own lengths")
     ap.add_argument("--kernels", choices=["on", "off", "both"], default="on",
                     help="fused CPU kernels for the gated projection (default on; both: also time the torch-operation path)")
+    ap.add_argument("--attn-implementation", default=None, help="attention kernel the models load with (default: transformers' own, sdpa; the cpu-smollm2 preset uses eager)")
     ap.add_argument("--worker", choices=["sft", "lcdd"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     os.environ["SFTR_CPU_KERNELS"] = "0" if a.kernels == "off" else "1"       # read at import, inherited by the memory workers
-    if a.worker: return worker(a.worker, a.steps, a.mixed_precision, a.seq)
-    times = timing(a.blocks, a.block, a.mixed_precision, a.seq, a.kernels)
+    if a.worker: return worker(a.worker, a.steps, a.mixed_precision, a.seq, a.attn_implementation)
+    times = timing(a.blocks, a.block, a.mixed_precision, a.seq, a.kernels, a.attn_implementation)
     res = {}
     for stage in ("sft", "lcdd"):
         # glibc keeps freed heap memory mapped, so RSS would over-count; serving large blocks with mmap makes RSS follow live memory
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-        out = subprocess.run([sys.executable, __file__, "--worker", stage, "--steps", str(a.steps), "--mixed-precision", a.mixed_precision, "--seq", str(a.seq)],
+        out = subprocess.run([sys.executable, __file__, "--worker", stage, "--steps", str(a.steps), "--mixed-precision", a.mixed_precision, "--seq", str(a.seq)] + (["--attn-implementation", a.attn_implementation] if a.attn_implementation else []),
                              capture_output=True, text=True, check=True, env=env)
         res[stage] = json.loads(out.stdout.strip().splitlines()[-1])
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -137,7 +138,7 @@ def main():
     from sft_reverse_nb.kernels import kernel_status
     ks = kernel_status()
     print(f"SmolLM2-135M-Instruct, CPU, batch 8 x {a.seq if a.seq else 'task-length'} tokens, mixed precision {a.mixed_precision}, "
-          f"gated projection: {'fused CPU kernels' if ks['loaded'] else 'torch operations (' + str(ks['reason']) + ')'}")
+          f"gated projection: {'fused CPU kernels' if ks['loaded'] else 'torch operations (' + str(ks['reason']) + ')'}, attention {a.attn_implementation or 'sdpa (default)'}")
     print(f"time: {a.blocks} alternating blocks of {a.block} real trainer steps per stage in one process "
           f"({len(times['sft'])} / {len(times['lcdd'])} steps timed)")
     for k in times: print(f"  {k:<17} trainer step: median {med[k]*1000:7.1f} ms  (min {min(times[k])*1000:.1f}, max {max(times[k])*1000:.1f})")
