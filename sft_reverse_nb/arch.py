@@ -192,10 +192,9 @@ def tiny_config(arch: str, **overrides):
 def tiny_model(arch: str, seed: int = 0, attn_implementation: str | None = None, **overrides) -> nn.Module:
     "Test fixture: a small random causal LM of family `arch` (one of `TINY_FAMILIES`), built offline, in eval mode."
     cfg = tiny_config(arch, **overrides)
-    kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, **kw)
+        model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, attn_implementation=attn_implementation)
         # HF leaves norm weights at 1; randomise them so norm-related invariants cannot pass by accident
         for n, p in model.named_parameters():
             if "norm" in n: p.data.uniform_(0.5, 1.5)
@@ -296,9 +295,8 @@ def model_path(name_or_path: str) -> str:
 def load_model(name_or_path: str, dtype="float32", device="cpu", trust_remote_code: bool = False,
                attn_implementation: str | None = None) -> nn.Module:
     "Load a causal LM (local path, hub id, or `smollm2`) in eval mode and check that its layout is supported; `attn_implementation` (`eager`, `sdpa`, ...) as transformers takes it, None for its default."
-    kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model = transformers.AutoModelForCausalLM.from_pretrained(model_path(name_or_path), dtype=resolve_dtype(dtype),
-                                                              trust_remote_code=trust_remote_code, **kw)
+                                                              trust_remote_code=trust_remote_code, attn_implementation=attn_implementation)
     layout_of(model)
     return model.to(resolve_device(device)).eval()
 
