@@ -1,0 +1,73 @@
+"""Selection check: a run's triggers on a development split, never on the held-out evaluation prompts.
+
+The development split is made of the task's *training* prompts that lie outside the trigger's prompt pool for every
+seed in `--pool-seeds` (the pool is `n_prompts` training prompts drawn with `erase.seed`, as `EraseStage` draws it),
+shuffled with `--split-seed` and cut at `--n`. The held-out evaluation prompts are never read. Every trigger is
+evaluated on the run's LCDD model exactly as `sftr eval` evaluates `trig`: greedy, the task's `max_new_tokens`, the
+run's `eval.batch_size` and `eval.mixed_precision`, the task's keyword judge.
+
+Printed, per trigger: its behaviour rate on the split, its best loss and step, and the split prompts that still show
+the behaviour (with their token counts). Settings such as the trigger's step count are chosen on this split, then
+measured once on the held-out prompts by `sftr eval`.
+
+    python bench/trigger_dev.py RUN [TRIGGER_DIR ...] [--n 100] [--pool-seeds 0 1 2] [--split-seed 1234]
+
+TRIGGER_DIR is relative to RUN (default: `trigger`), e.g. `x/s1` for `sftr erase RUN --seed 1 --name x/s1`.
+"""
+import argparse, time
+from pathlib import Path
+
+import torch
+
+from sft_reverse_nb.artefacts import load_json
+from sft_reverse_nb.data import get_task
+from sft_reverse_nb.eraser import EraserConfig
+from sft_reverse_nb.evaluation import Condition, EvalConfig, behaviour_metrics, generate_condition
+from sft_reverse_nb.pipeline import RunModels, build_task, config_format, config_tokenizer
+
+
+def dev_split(task, n_prompts: int, pool_seeds, split_seed: int, n: int) -> list[str]:
+    "Training prompts outside the trigger pool of every seed in `pool_seeds`, shuffled with `split_seed`, the first `n`."
+    prompts = get_task(task.task).trigger_prompts(task)
+    pooled = set()
+    for s in pool_seeds: pooled |= set(torch.randperm(len(prompts), generator=torch.Generator().manual_seed(s))[:n_prompts].tolist())
+    order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(split_seed)).tolist()
+    dev = [prompts[i] for i in order if i not in pooled][:n]
+    held = set(task.eval_prompts)
+    assert not held & set(dev), "a development prompt is also a held-out evaluation prompt"
+    if len(dev) < n: raise SystemExit(f"only {len(dev)} training prompts lie outside the pools; lower --n or use fewer --pool-seeds")
+    return dev
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path)
+    ap.add_argument("triggers", nargs="*", default=["trigger"], help="trigger directories inside RUN")
+    ap.add_argument("--n", type=int, default=100, help="development prompts")
+    ap.add_argument("--pool-seeds", type=int, nargs="+", default=[0, 1, 2], help="trigger seeds whose pools the split avoids")
+    ap.add_argument("--split-seed", type=int, default=1234)
+    a = ap.parse_args()
+    cfg = load_json(a.run/"config.json")
+    task = build_task(cfg["task"])
+    ecfg, vcfg = EraserConfig.from_dict(cfg.get("erase", {})), EvalConfig.from_dict(cfg.get("eval", {}))
+    prompts = dev_split(task, ecfg.n_prompts, a.pool_seeds, a.split_seed, a.n)
+    tok = config_tokenizer(cfg); fmt = config_format(cfg, tok)
+    models = RunModels(a.run, cfg, "cpu", False, tok)                # checks every trigger against the run's recorded weights
+    spec = get_task(task.task)
+    max_new = vcfg.max_new_tokens or spec.max_new_tokens
+    print(f"{len(prompts)} development prompts (training prompts outside the pools of seeds {a.pool_seeds}); {spec.metric}, greedy, {max_new} new tokens")
+    for d in a.triggers:
+        cond = models.condition(f"lcdd+{d}")
+        t0 = time.perf_counter()
+        ids = generate_condition(cond, tok, prompts, fmt, max_new, vcfg.batch_size, vcfg.mixed_precision, return_ids=True)
+        texts = [tok.decode(x, skip_special_tokens=True).strip() for x in ids]
+        rate = behaviour_metrics(task.task, texts)[spec.metric]
+        meta = load_json(a.run/d/"trigger.json")
+        shows = sorted((len(tok(p, add_special_tokens=False).input_ids), p) for p, t in zip(prompts, texts) if spec.shows(t))
+        print(f"{d}: {spec.metric} {rate:.3f}  (best loss {meta['best_loss']:.4g} at step {meta['best_step']}, "
+              f"{meta['steps']} steps; {time.perf_counter() - t0:.0f} s)")
+        for n_tok, p in shows: print(f"    {n_tok:3d} tokens  {p}")
+
+
+if __name__ == "__main__":
+    main()
