@@ -1,7 +1,7 @@
 """Selection check: a run's triggers on a development split, never on the held-out evaluation prompts.
 
 The development split is made of the task's *training* prompts that lie outside the trigger's prompt pool for every
-seed in `--pool-seeds` (the pool is `n_prompts` training prompts drawn with `erase.seed`, as `EraseStage` draws it),
+seed in `--pool-seeds` (the pool is `trigger_pool`, as `EraseStage` draws it),
 shuffled with `--split-seed` and cut at `--n`. The held-out evaluation prompts are never read. Every trigger is
 evaluated on the run's LCDD model exactly as `sftr eval` evaluates `trig`: greedy, the task's `max_new_tokens`, the
 run's `eval.batch_size` and `eval.mixed_precision`, the task's keyword judge.
@@ -21,7 +21,7 @@ import torch
 
 from sft_reverse_nb.artefacts import load_json
 from sft_reverse_nb.data import get_task
-from sft_reverse_nb.eraser import EraserConfig
+from sft_reverse_nb.eraser import EraserConfig, trigger_pool
 from sft_reverse_nb.evaluation import Condition, EvalConfig, behaviour_metrics, generate_condition
 from sft_reverse_nb.pipeline import RunModels, build_task, config_format, config_tokenizer
 
@@ -29,8 +29,7 @@ from sft_reverse_nb.pipeline import RunModels, build_task, config_format, config
 def dev_split(task, n_prompts: int, pool_seeds, split_seed: int, n: int) -> list[str]:
     "Training prompts outside the trigger pool of every seed in `pool_seeds`, shuffled with `split_seed`, the first `n`."
     prompts = get_task(task.task).trigger_prompts(task)
-    pooled = set()
-    for s in pool_seeds: pooled |= set(torch.randperm(len(prompts), generator=torch.Generator().manual_seed(s))[:n_prompts].tolist())
+    pooled = {i for s in pool_seeds for i in trigger_pool(len(prompts), n_prompts, s)}
     order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(split_seed)).tolist()
     dev = [prompts[i] for i in order if i not in pooled][:n]
     held = set(task.eval_prompts)

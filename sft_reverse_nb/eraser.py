@@ -24,7 +24,8 @@ from .artefacts import read_metrics
 # %% auto #0
 __all__ = ['CHANNEL_MODES', 'TRIGGER_FORMAT', 'carrier_channels', 'random_channels', 'capture_last_token', 'trigger_forward',
            'EraserTargets', 'tail_mask', 'base_targets', 'trigger_loss', 'init_trigger', 'project_ball', 'Trigger',
-           'EraserConfig', 'resolve_channels', 'greedy_answers', 'trigger_lr', 'EraseStage', 'train_trigger']
+           'EraserConfig', 'resolve_channels', 'greedy_answers', 'trigger_lr', 'trigger_pool', 'EraseStage',
+           'train_trigger']
 
 # %% ../nbs/07_eraser.ipynb #fa417c56
 CHANNEL_MODES = ("write", "ffn_write", "attn_write", "all")
@@ -376,6 +377,11 @@ def trigger_lr(cfg: EraserConfig, step: int, total: int) -> float:
     if cfg.schedule == "constant": return cfg.lr
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * step / max(total, 1)))
 
+# %% ../nbs/07_eraser.ipynb #beabd922
+def trigger_pool(n: int, n_prompts: int, seed: int) -> list[int]:
+    "Indices of the trigger's prompt pool among `n` prompts: a permutation seeded with `seed`, its first `n_prompts`."
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:n_prompts].tolist()
+
 # %% ../nbs/07_eraser.ipynb #e4819e01
 class EraseStage(Stage):
     "SFT-Eraser: a soft prompt τ (Adam, projected onto an L2 ball) learns to restore `base_model`'s channel means and tail distributions; the model stays frozen."
@@ -385,7 +391,7 @@ class EraseStage(Stage):
         self.model, self.base, self.tokenizer, self.cfg, self.carrier = model, base_model, tokenizer, cfg, carrier
         self.fmt, self.max_grad_norm = fmt or chat_format(tokenizer), cfg.max_grad_norm or math.inf     # inf: the norm is still measured
         self.channels = resolve_channels(cfg, carrier, channels)
-        self.pool = [prompts[i] for i in torch.randperm(len(prompts), generator=torch.Generator().manual_seed(cfg.seed))[:cfg.n_prompts].tolist()]
+        self.pool = [prompts[i] for i in trigger_pool(len(prompts), cfg.n_prompts, cfg.seed)]
         if not self.pool: raise ValueError("erase: no prompts given")
         self.inputs = {**stage_inputs(tokenizer, model=model, base=base_model), "prompts": digest(self.pool), "channels": digest(self.channels),
                        "carrier": tensor_fingerprint(_gate_source(carrier)[0], "carrier gate logits") if carrier is not None else None}
