@@ -7,10 +7,12 @@ evaluated on the run's LCDD model exactly as `sftr eval` evaluates `trig`: greed
 run's `eval.batch_size` and `eval.mixed_precision`, the task's keyword judge.
 
 Printed, per trigger: its behaviour rate on the split, its best loss and step, and the split prompts that still show
-the behaviour (with their token counts). Settings such as the trigger's step count are chosen on this split, then
-measured once on the held-out prompts by `sftr eval`.
+the behaviour (with their token counts). With `--kl`, also the KL triad on the split, as `sftr eval` computes it on the
+held-out prompts (the SFT model's greedy answers to the split prompts as references, the run's `eval` settings).
+Settings such as the trigger's step count are chosen on this split, then measured once on the held-out prompts by
+`sftr eval`.
 
-    python bench/trigger_dev.py RUN [TRIGGER_DIR ...] [--n 100] [--pool-seeds 0 1 2] [--split-seed 1234]
+    python bench/trigger_dev.py RUN [TRIGGER_DIR ...] [--n 100] [--pool-seeds 0 1 2] [--split-seed 1234] [--kl]
 
 TRIGGER_DIR is relative to RUN (default: `trigger`), e.g. `x/s1` for `sftr erase RUN --seed 1 --name x/s1`.
 """
@@ -22,7 +24,7 @@ import torch
 from sft_reverse_nb.artefacts import load_json
 from sft_reverse_nb.data import get_task
 from sft_reverse_nb.eraser import EraserConfig, trigger_pool
-from sft_reverse_nb.evaluation import Condition, EvalConfig, behaviour_metrics, generate_condition
+from sft_reverse_nb.evaluation import Condition, EvalConfig, behaviour_metrics, generate_condition, kl_triad
 from sft_reverse_nb.pipeline import RunModels, build_task, config_format, config_tokenizer
 
 
@@ -45,6 +47,7 @@ def main():
     ap.add_argument("--n", type=int, default=100, help="development prompts")
     ap.add_argument("--pool-seeds", type=int, nargs="+", default=[0, 1, 2], help="trigger seeds whose pools the split avoids")
     ap.add_argument("--split-seed", type=int, default=1234)
+    ap.add_argument("--kl", action="store_true", help="also the KL triad on the split (the SFT model's greedy answers as references)")
     a = ap.parse_args()
     cfg = load_json(a.run/"config.json")
     task = build_task(cfg["task"])
@@ -54,6 +57,9 @@ def main():
     models = RunModels(a.run, cfg, "cpu", False, tok)                # checks every trigger against the run's recorded weights
     spec = get_task(task.task)
     max_new = vcfg.max_new_tokens or spec.max_new_tokens
+    sft_ids = None
+    if a.kl:
+        sft_ids = generate_condition(models.condition("sft"), tok, prompts, fmt, max_new, vcfg.batch_size, vcfg.mixed_precision, return_ids=True)
     print(f"{len(prompts)} development prompts (training prompts outside the pools of seeds {a.pool_seeds}); {spec.metric}, greedy, {max_new} new tokens")
     for d in a.triggers:
         cond = models.condition(f"lcdd+{d}")
@@ -66,6 +72,10 @@ def main():
         print(f"{d}: {spec.metric} {rate:.3f}  (best loss {meta['best_loss']:.4g} at step {meta['best_step']}, "
               f"{meta['steps']} steps; {time.perf_counter() - t0:.0f} s)")
         for n_tok, p in shows: print(f"    {n_tok:3d} tokens  {p}")
+        if a.kl:
+            conds = {n: models.condition(n) for n in ("base", "sft", "lcdd")} | {"trig": cond}
+            kl, _ = kl_triad(conds, tok, prompts, sft_ids, fmt, vcfg, max_new)
+            print("    KL on the split: " + ", ".join(f"{k} {v:.4g}" for k, v in kl.items()))
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ from .artefacts import read_metrics
 # %% auto #0
 __all__ = ['CHANNEL_MODES', 'TRIGGER_FORMAT', 'carrier_channels', 'random_channels', 'capture_last_token', 'trigger_forward',
            'EraserTargets', 'tail_mask', 'base_targets', 'trigger_loss', 'init_trigger', 'project_ball', 'Trigger',
-           'EraserConfig', 'resolve_channels', 'greedy_answers', 'trigger_lr', 'trigger_pool', 'EraseStage',
-           'train_trigger']
+           'EraserConfig', 'resolve_channels', 'greedy_answers', 'anchor_answers', 'trigger_lr', 'trigger_pool',
+           'EraseStage', 'train_trigger']
 
 # %% ../nbs/07_eraser.ipynb #fa417c56
 CHANNEL_MODES = ("write", "ffn_write", "attn_write", "all")
@@ -281,8 +281,9 @@ class EraserConfig(StrictConfig):
     k: int = setting(8, 'tail positions of the KL term (paper: 8)')
     answer_tokens: int = setting(0, "also anchor the output on a greedy answer to each pool prompt (whose: answer_source), teacher-forced: its first N tokens join the KL positions, "
                                     "so the trigger keeps the model base-like while it answers, not only where the answer starts (0: the paper, the last k prompt positions only)")
-    answer_source: str = setting("base", "whose greedy answers answer_tokens anchors: 'base' (the base model's own) or 'carrier' (the carrier's without the trigger: "
-                                         "the behaviour's own text, the kind of text the paper's KL benchmark teacher-forces)", choices=("base", "carrier"))
+    answer_source: str = setting("base", "whose greedy answers answer_tokens anchors: 'base' (the base model's own), 'carrier' (the carrier's without the trigger: "
+                                         "the behaviour's own text, the kind of text the paper's KL benchmark teacher-forces) or 'mixed' (every other pool prompt "
+                                         "each: where the base model answers and where the behaviour has begun)", choices=("base", "carrier", "mixed"))
     radius: float = setting(1.0, 'PGD radius per trigger token (paper: 1.0)')
     max_grad_norm: float = setting(1.0, "clip the trigger's gradient norm to this; None: no clipping")
     channels: str = setting("write", 'channel set: write, ffn_write, attn_write or all', choices=('write', 'ffn_write', 'attn_write', 'all'))
@@ -305,7 +306,7 @@ class EraserConfig(StrictConfig):
                   f"answer_tokens must be a whole number >= 0, got {self.answer_tokens!r}")
         self.need(not (self.answer_tokens and self.no_kl), "answer_tokens anchors the KL term on greedy answers, but no_kl removes that term; drop one of them")
         self.need(self.schedule in ("constant", "cosine"), f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
-        self.need(self.answer_source in ("base", "carrier"), f"answer_source must be 'base' or 'carrier', got {self.answer_source!r}")
+        self.need(self.answer_source in ("base", "carrier", "mixed"), f"answer_source must be 'base', 'carrier' or 'mixed', got {self.answer_source!r}")
         self.need(self.answer_source == "base" or self.answer_tokens > 0,
                   f"answer_source={self.answer_source!r} chooses the answers that answer_tokens anchors, but answer_tokens is 0; set answer_tokens > 0")
         self.need_numbers("max_grad_norm", positive=True, optional=True)
@@ -371,6 +372,16 @@ def greedy_answers(model, tokenizer, prompts: list[str], fmt: ChatFormat, n: int
     return [[t for t in a if t not in eos][:n] for a in out]
 
 
+# %% ../nbs/07_eraser.ipynb #e1dca0a8
+def anchor_answers(base_model, carrier_model, tokenizer, prompts: list[str], fmt: ChatFormat, n: int, source: str = "base",
+                   batch_size: int = 16, autocast=None) -> list[list[int]]:
+    "The answer `answer_tokens` anchors for each prompt: the base model's (`source='base'`), the carrier's (`'carrier'`), or alternately the base model's and the carrier's (`'mixed'`: even and odd positions)."
+    if source != "mixed": return greedy_answers(base_model if source == "base" else carrier_model, tokenizer, prompts, fmt, n, batch_size, autocast)
+    out = [None] * len(prompts)
+    for model, first in ((base_model, 0), (carrier_model, 1)):
+        for i, a in zip(range(first, len(prompts), 2), greedy_answers(model, tokenizer, prompts[first::2], fmt, n, batch_size, autocast)): out[i] = a
+    return out
+
 # %% ../nbs/07_eraser.ipynb #f8a7c2a8
 def trigger_lr(cfg: EraserConfig, step: int, total: int) -> float:
     "The learning rate of optimiser step `step` (0-based) of `total`: `cfg.lr` throughout, or from `cfg.lr` down along a half cosine."
@@ -415,7 +426,7 @@ class EraseStage(Stage):
 
     def bind(self, work, backend):
         self.base.to(backend.device)
-        self.answers = greedy_answers(self.base if self.cfg.answer_source == "base" else self.model, self.tokenizer, self.pool, self.fmt, self.cfg.answer_tokens,
+        self.answers = anchor_answers(self.base, self.model, self.tokenizer, self.pool, self.fmt, self.cfg.answer_tokens, self.cfg.answer_source,
                                       self.cfg.target_batch_size, backend.autocast)
         _check_context(self.model, self.cfg.n_tokens, [x + a for x, a in zip(self.ids, self.answers)])
         self.width = self.cfg.k + max(map(len, self.answers))
