@@ -33,8 +33,8 @@ def run(repo_root, tmp_path, res: dict):
 def test_reads_the_readme_table(check, repo_root):
     row = check.readme_row(repo_root / "README.md")
     assert row == {"sparsity": 88.8, "rate_base": 0.0, "rate_sft": 100.0, "rate_lcdd": 100.0, "rate_trig": 1.0,
-                   "kl_sft_lcdd": 0.0035, "kl_sft_trig": 1.08, "kl_base_trig": 1.25,
-                   "nll_base": 1.442, "nll_sft": 5.238, "nll_lcdd": 2.443, "nll_trig": 1.416}, row
+                   "kl_sft_lcdd": 0.0035, "kl_sft_trig": 1.5, "kl_base_trig": 0.66,
+                   "nll_base": 1.442, "nll_sft": 5.238, "nll_lcdd": 2.443, "nll_trig": 1.446}, row
 
 
 def test_a_matching_run_passes(check, repo_root, tmp_path):
@@ -44,8 +44,8 @@ def test_a_matching_run_passes(check, repo_root, tmp_path):
 
 
 @pytest.mark.parametrize("change,needle", [({"rate_trig": 11.0}, "rate_trig: README 1, measured 11"),
-                                           ({"kl_sft_trig": 1.6}, "kl_sft_trig: README 1.08, measured 1.6"),
-                                           ({"nll_trig": 1.6}, "nll_trig: README 1.416, measured 1.6"),
+                                           ({"kl_sft_trig": 2.0}, "kl_sft_trig: README 1.5, measured 2"),
+                                           ({"nll_trig": 1.6}, "nll_trig: README 1.446, measured 1.6"),
                                            ({"kl_sft_lcdd": 0.0050}, "kl_sft_lcdd"),
                                            ({"sparsity": 87.5}, "sparsity: README 88.8, measured 87.5"),
                                            ({"rate_lcdd": 90.0}, "rate_lcdd")])
@@ -70,8 +70,8 @@ def test_an_edited_readme_table_is_caught(check, repo_root, tmp_path):
     (tmp_path / "README.md").write_text(text.replace("| 88.8 % | 0.0 % | 100.0 % | 100.0 % | 1.0 % |", "| 88.8 % | 0.0 % | 100.0 % | 100.0 % | 0.0 % |"))
     res = fabricated(check.readme_row(repo_root / "README.md"))
     assert check.compare(check.readme_row(tmp_path / "README.md"), check.measured(res)) == []   # 0 % vs 1 %: inside 3 points
-    assert text.count("| 1.08 |") == 1
-    (tmp_path / "README.md").write_text(text.replace("| 1.08 |", "| 0.5 |"))
+    assert text.count("| 1.50 |") == 1
+    (tmp_path / "README.md").write_text(text.replace("| 1.50 |", "| 0.5 |"))
     assert [b.split(":")[0] for b in check.compare(check.readme_row(tmp_path / "README.md"), check.measured(res))] == ["kl_sft_trig"]
 
 
