@@ -363,7 +363,7 @@ def _plot_trigger_losses(metrics: list[dict], path=None, ax=None):
 @torch.no_grad()
 def greedy_answers(model, tokenizer, prompts: list[str], fmt: ChatFormat, n: int, batch_size: int = 16, autocast=None) -> list[list[int]]:
     "Token ids of `model`'s greedy answer to each prompt: at most `n`, without the end-of-sequence token; empty lists when `n` is 0."
-    if not n: return [[] for _ in prompts]
+    if not n or not prompts: return [[] for _ in prompts]
     dev = next(model.parameters()).device
     with (autocast() if autocast else torch.autocast(dev.type, enabled=False)):
         out = generate(model, tokenizer, prompts, fmt, max_new_tokens=n, batch_size=batch_size, return_ids=True)
