@@ -24,7 +24,7 @@ import torch
 from sft_reverse_nb.artefacts import load_json
 from sft_reverse_nb.data import get_task
 from sft_reverse_nb.eraser import EraserConfig, trigger_pool
-from sft_reverse_nb.evaluation import Condition, EvalConfig, behaviour_metrics, generate_condition, kl_triad
+from sft_reverse_nb.evaluation import KL_BEFORE_TRIGGER, KL_TRIAD, EvalConfig, behaviour_metrics, generate_condition, kl_benchmark, kl_reference_set
 from sft_reverse_nb.pipeline import RunModels, build_task, config_format, config_tokenizer
 
 
@@ -57,10 +57,15 @@ def main():
     models = RunModels(a.run, cfg, "cpu", False, tok)                # checks every trigger against the run's recorded weights
     spec = get_task(task.task)
     max_new = vcfg.max_new_tokens or spec.max_new_tokens
-    sft_ids = None
-    if a.kl:
-        sft_ids = generate_condition(models.condition("sft"), tok, prompts, fmt, max_new, vcfg.batch_size, vcfg.mixed_precision, return_ids=True)
     print(f"{len(prompts)} development prompts (training prompts outside the pools of seeds {a.pool_seeds}); {spec.metric}, greedy, {max_new} new tokens")
+    if a.kl:                                  # references and the trigger-free pairs once; per trigger only the pairs with it
+        conds = {n: models.condition(n) for n in ("base", "sft", "lcdd")}
+        sft_ids = generate_condition(conds["sft"], tok, prompts, fmt, max_new, vcfg.batch_size, vcfg.mixed_precision, return_ids=True)
+        kl_prompts, refs = kl_reference_set(conds, tok, prompts, sft_ids, fmt, vcfg, max_new)
+        kl_args = (tok, kl_prompts, refs)
+        kl_kw = dict(fmt=fmt, batch_size=vcfg.kl_batch_size, mixed_precision=vcfg.mixed_precision)
+        kl = kl_benchmark(conds, *kl_args, pairs=KL_TRIAD + KL_BEFORE_TRIGGER, **kl_kw)
+        print("KL on the split without a trigger: " + ", ".join(f"{k} {v:.4g}" for k, v in kl.items()))
     for d in a.triggers:
         cond = models.condition(f"lcdd+{d}")
         t0 = time.perf_counter()
@@ -73,8 +78,7 @@ def main():
               f"{meta['steps']} steps; {time.perf_counter() - t0:.0f} s)")
         for n_tok, p in shows: print(f"    {n_tok:3d} tokens  {p}")
         if a.kl:
-            conds = {n: models.condition(n) for n in ("base", "sft", "lcdd")} | {"trig": cond}
-            kl, _ = kl_triad(conds, tok, prompts, sft_ids, fmt, vcfg, max_new)
+            kl = kl_benchmark(conds | {"trig": cond}, *kl_args, pairs=[pq for pq in KL_TRIAD if "trig" in pq], **kl_kw)
             print("    KL on the split: " + ", ".join(f"{k} {v:.4g}" for k, v in kl.items()))
 
 
