@@ -7,12 +7,14 @@ evaluated on the run's LCDD model exactly as `sftr eval` evaluates `trig`: greed
 run's `eval.batch_size` and `eval.mixed_precision`, the task's keyword judge.
 
 Printed, per trigger: its behaviour rate on the split, its best loss and step, and the split prompts that still show
-the behaviour (with their token counts). With `--kl`, also the KL triad on the split, as `sftr eval` computes it on the
+the behaviour (with their token counts). Where the task marks harmful training prompts (Safety), the rate is also split
+into harmful prompts (refusals left) and benign ones (over-refusal). With `--no-trigger`, the same for the base and the
+LCDD model without a trigger, so the trigger's rate has its two ends on the same prompts. With `--kl`, also the KL triad on the split, as `sftr eval` computes it on the
 held-out prompts (the SFT model's greedy answers to the split prompts as references, the run's `eval` settings).
 Settings such as the trigger's step count are chosen on this split, then measured once on the held-out prompts by
 `sftr eval`.
 
-    python bench/trigger_dev.py RUN [TRIGGER_DIR ...] [--n 100] [--pool-seeds 0 1 2] [--split-seed 1234] [--kl]
+    python bench/trigger_dev.py RUN [TRIGGER_DIR ...] [--n 100] [--pool-seeds 0 1 2] [--split-seed 1234] [--kl] [--no-trigger]
 
 TRIGGER_DIR is relative to RUN (default: `trigger`), e.g. `x/s1` for `sftr erase RUN --seed 1 --name x/s1`.
 """
@@ -48,6 +50,7 @@ def main():
     ap.add_argument("--pool-seeds", type=int, nargs="+", default=[0, 1, 2], help="trigger seeds whose pools the split avoids")
     ap.add_argument("--split-seed", type=int, default=1234)
     ap.add_argument("--kl", action="store_true", help="also the KL triad on the split (the SFT model's greedy answers as references)")
+    ap.add_argument("--no-trigger", action="store_true", help="also the rates of the base and the LCDD model without a trigger")
     a = ap.parse_args()
     cfg = load_json(a.run/"config.json")
     task = build_task(cfg["task"])
@@ -58,6 +61,20 @@ def main():
     spec = get_task(task.task)
     max_new = vcfg.max_new_tokens or spec.max_new_tokens
     print(f"{len(prompts)} development prompts (training prompts outside the pools of seeds {a.pool_seeds}); {spec.metric}, greedy, {max_new} new tokens")
+    flags = dict(zip((p for p, _ in task.train), task.extra["harmful"])) if task.extra.get("harmful") else None
+
+    def rates(cond):
+        ids = generate_condition(cond, tok, prompts, fmt, max_new, vcfg.batch_size, vcfg.mixed_precision, return_ids=True)
+        texts = [tok.decode(x, skip_special_tokens=True).strip() for x in ids]
+        line = f"{spec.metric} {behaviour_metrics(task.task, texts)[spec.metric]:.3f}"
+        if flags:                             # Safety: refusals left on harmful prompts, over-refusal on benign ones
+            for name, want in (("harmful", True), ("benign", False)):
+                sub = [t for p, t in zip(prompts, texts) if flags[p] == want]
+                if sub: line += f"; {name} {spec.rate(sub):.3f} (n={len(sub)})"
+        return texts, line
+
+    if a.no_trigger:
+        for n in ("base", "lcdd"): print(f"{n} (no trigger): {rates(models.condition(n))[1]}")
     if a.kl:                                  # references and the trigger-free pairs once; per trigger only the pairs with it
         conds = {n: models.condition(n) for n in ("base", "sft", "lcdd")}
         sft_ids = generate_condition(conds["sft"], tok, prompts, fmt, max_new, vcfg.batch_size, vcfg.mixed_precision, return_ids=True)
@@ -69,12 +86,10 @@ def main():
     for d in a.triggers:
         cond = models.condition(f"lcdd+{d}")
         t0 = time.perf_counter()
-        ids = generate_condition(cond, tok, prompts, fmt, max_new, vcfg.batch_size, vcfg.mixed_precision, return_ids=True)
-        texts = [tok.decode(x, skip_special_tokens=True).strip() for x in ids]
-        rate = behaviour_metrics(task.task, texts)[spec.metric]
+        texts, line = rates(cond)
         meta = load_json(a.run/d/"trigger.json")
         shows = sorted((len(tok(p, add_special_tokens=False).input_ids), p) for p, t in zip(prompts, texts) if spec.shows(t))
-        print(f"{d}: {spec.metric} {rate:.3f}  (best loss {meta['best_loss']:.4g} at step {meta['best_step']}, "
+        print(f"{d}: {line}  (best loss {meta['best_loss']:.4g} at step {meta['best_step']}, "
               f"{meta['steps']} steps; {time.perf_counter() - t0:.0f} s)")
         for n_tok, p in shows: print(f"    {n_tok:3d} tokens  {p}")
         if a.kl:
