@@ -9,8 +9,8 @@ run's `eval.batch_size` and `eval.mixed_precision`, the task's keyword judge.
 Printed, per trigger: its behaviour rate on the split, its best loss and step, and the split prompts that still show
 the behaviour (with their token counts). Where the task marks harmful training prompts (Safety), the rate is also split
 into harmful prompts (refusals left) and benign ones (over-refusal). With `--no-trigger`, the same for the base and the
-LCDD model without a trigger, so the trigger's rate has its two ends on the same prompts. With `--kl`, also the KL triad on the split, as `sftr eval` computes it on the
-held-out prompts (the SFT model's greedy answers to the split prompts as references, the run's `eval` settings).
+LCDD model without a trigger, so the trigger's rate has its two ends on the same prompts. With `--kl`, also the KL
+triad on the split, as `sftr eval` computes it on the held-out prompts (the SFT model's greedy answers to the split prompts as references, the run's `eval` settings).
 Settings such as the trigger's step count are chosen on this split, then measured once on the held-out prompts by
 `sftr eval`.
 
@@ -26,7 +26,7 @@ import torch
 from sft_reverse_nb.artefacts import load_json
 from sft_reverse_nb.data import get_task
 from sft_reverse_nb.eraser import EraserConfig, trigger_pool
-from sft_reverse_nb.evaluation import KL_BEFORE_TRIGGER, KL_TRIAD, EvalConfig, behaviour_metrics, generate_condition, kl_benchmark, kl_reference_set
+from sft_reverse_nb.evaluation import KL_BEFORE_TRIGGER, KL_TRIAD, EvalConfig, generate_condition, kl_benchmark, kl_reference_set
 from sft_reverse_nb.pipeline import RunModels, build_task, config_format, config_tokenizer
 
 
@@ -66,7 +66,7 @@ def main():
     def rates(cond):
         ids = generate_condition(cond, tok, prompts, fmt, max_new, vcfg.batch_size, vcfg.mixed_precision, return_ids=True)
         texts = [tok.decode(x, skip_special_tokens=True).strip() for x in ids]
-        line = f"{spec.metric} {behaviour_metrics(task.task, texts)[spec.metric]:.3f}"
+        line = f"{spec.metric} {spec.rate(texts):.3f}"
         if flags:                             # Safety: refusals left on harmful prompts, over-refusal on benign ones
             for name, want in (("harmful", True), ("benign", False)):
                 sub = [t for p, t in zip(prompts, texts) if flags[p] == want]
