@@ -8,26 +8,33 @@ run's `eval.batch_size` and `eval.mixed_precision`, the task's keyword judge.
 
 Printed, per trigger: its behaviour rate on the split, its best loss and step, and the split prompts that still show
 the behaviour (with their token counts). Where the task marks harmful training prompts (Safety), the rate is also split
-into harmful prompts (refusals left) and benign ones (over-refusal). With `--no-trigger`, the same for the base and the
-LCDD model without a trigger, so the trigger's rate has its two ends on the same prompts. With `--kl`, also the KL
+into harmful prompts (refusals left) and benign ones (over-refusal). With `--no-trigger`, the same for the base, SFT and
+LCDD models without a trigger, so the trigger's rate has its two ends on the same prompts. With `--kl`, also the KL
 triad on the split, as `sftr eval` computes it on the held-out prompts (the SFT model's greedy answers to the split prompts as references, the run's `eval` settings).
+With `--prompt-file FILE` (an Alpaca-style file), the split is drawn from that file's input-free instructions instead,
+less the task's training and evaluation prompts and everything the evaluation's `eval.references` holds out (the
+reference pairs and the instructions of the style judge's ordinary answers): for a task evaluated on another
+distribution than it trains on (Shakespeare: trained on dialogue lines, evaluated on Alpaca instructions). Where the
+task has offline scorers (Shakespeare's style classifier), their mean is printed beside the keyword rate.
 Settings such as the trigger's step count are chosen on this split, then measured once on the held-out prompts by
 `sftr eval`.
 
-    python bench/trigger_dev.py RUN [TRIGGER_DIR ...] [--n 100] [--pool-seeds 0 1 2] [--split-seed 1234] [--kl] [--no-trigger]
+    python bench/trigger_dev.py RUN [TRIGGER_DIR ...] [--n 100] [--pool-seeds 0 1 2] [--split-seed 1234] [--kl] [--no-trigger] [--prompt-file FILE]
 
 TRIGGER_DIR is relative to RUN (default: `trigger`), e.g. `x/s1` for `sftr erase RUN --seed 1 --name x/s1`.
 """
-import argparse, time
+import argparse, random, time
 from pathlib import Path
 
 import torch
 
 from sft_reverse_nb.artefacts import load_json
+from sft_reverse_nb.data import load_records
 from sft_reverse_nb.data import get_task
 from sft_reverse_nb.eraser import EraserConfig, trigger_pool
 from sft_reverse_nb.evaluation import KL_BEFORE_TRIGGER, KL_TRIAD, EvalConfig, generate_condition, kl_benchmark, kl_reference_set
-from sft_reverse_nb.pipeline import RunModels, build_task, config_format, config_tokenizer
+from sft_reverse_nb.judges import reference_split
+from sft_reverse_nb.pipeline import RunModels, build_task, config_format, config_tokenizer, judged_inputs
 
 
 def dev_split(task, n_prompts: int, pool_seeds, split_seed: int, n: int) -> list[str]:
@@ -42,6 +49,21 @@ def dev_split(task, n_prompts: int, pool_seeds, split_seed: int, n: int) -> list
     return dev
 
 
+def file_split(task, vcfg, path, split_seed: int, n: int) -> list[str]:
+    "Input-free instructions of the Alpaca-style file `path`, less the task's prompts and what `vcfg.references` holds out, shuffled with `split_seed`, the first `n`."
+    skip = {p for p, _ in task.train} | set(task.eval_prompts)
+    ordinary = set()
+    if vcfg.references and vcfg.references != "builtin":         # the evaluation's own split of its reference file
+        held, ordinary = reference_split(vcfg.references, vcfg.n_references, 2000, skip, vcfg.seed)
+        skip |= {q for q, _ in held}; ordinary = set(ordinary)
+    rows = [r for r in load_records(path) if not str(r.get("input") or "").strip()]
+    dev = list(dict.fromkeys(r["instruction"].strip() for r in rows
+                             if r["instruction"].strip() not in skip and str(r.get("output", "")).strip() not in ordinary))
+    random.Random(split_seed).shuffle(dev)
+    if len(dev) < n: raise SystemExit(f"only {len(dev)} instructions of {path} are outside the task's prompts and the evaluation's references; lower --n")
+    return dev[:n]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path)
@@ -50,23 +72,30 @@ def main():
     ap.add_argument("--pool-seeds", type=int, nargs="+", default=[0, 1, 2], help="trigger seeds whose pools the split avoids")
     ap.add_argument("--split-seed", type=int, default=1234)
     ap.add_argument("--kl", action="store_true", help="also the KL triad on the split (the SFT model's greedy answers as references)")
-    ap.add_argument("--no-trigger", action="store_true", help="also the rates of the base and the LCDD model without a trigger")
+    ap.add_argument("--no-trigger", action="store_true", help="also the rates of the base, SFT and LCDD models without a trigger")
+    ap.add_argument("--prompt-file", type=Path, help="draw the split from this Alpaca-style file's instructions instead of the training prompts")
     a = ap.parse_args()
     cfg = load_json(a.run/"config.json")
     task = build_task(cfg["task"])
     ecfg, vcfg = EraserConfig.from_dict(cfg.get("erase", {})), EvalConfig.from_dict(cfg.get("eval", {}))
-    prompts = dev_split(task, ecfg.n_prompts, a.pool_seeds, a.split_seed, a.n)
+    prompts = (file_split(task, vcfg, a.prompt_file, a.split_seed, a.n) if a.prompt_file
+               else dev_split(task, ecfg.n_prompts, a.pool_seeds, a.split_seed, a.n))
     tok = config_tokenizer(cfg); fmt = config_format(cfg, tok)
     models = RunModels(a.run, cfg, "cpu", False, tok)                # checks every trigger against the run's recorded weights
     spec = get_task(task.task)
     max_new = vcfg.max_new_tokens or spec.max_new_tokens
-    print(f"{len(prompts)} development prompts (training prompts outside the pools of seeds {a.pool_seeds}); {spec.metric}, greedy, {max_new} new tokens")
+    where = f"instructions of {a.prompt_file}" if a.prompt_file else f"training prompts outside the pools of seeds {a.pool_seeds}"
+    print(f"{len(prompts)} development prompts ({where}); {spec.metric}, greedy, {max_new} new tokens")
+    scorers = judged_inputs(task, vcfg, a.n)["scorers"]              # the evaluation's offline scorers (Shakespeare: the style classifier)
     flags = dict(zip((p for p, _ in task.train), task.extra["harmful"])) if task.extra.get("harmful") else None
 
     def rates(cond):
         ids = generate_condition(cond, tok, prompts, fmt, max_new, vcfg.batch_size, vcfg.mixed_precision, return_ids=True)
         texts = [tok.decode(x, skip_special_tokens=True).strip() for x in ids]
         line = f"{spec.metric} {spec.rate(texts):.3f}"
+        for name, judge in scorers.items():
+            scores = judge(prompts, texts)
+            line += f"; {name} {sum(scores) / len(scores):.3f}"
         if flags:                             # Safety: refusals left on harmful prompts, over-refusal on benign ones
             for name, want in (("harmful", True), ("benign", False)):
                 sub = [t for p, t in zip(prompts, texts) if flags[p] == want]
@@ -74,7 +103,7 @@ def main():
         return texts, line
 
     if a.no_trigger:
-        for n in ("base", "lcdd"): print(f"{n} (no trigger): {rates(models.condition(n))[1]}")
+        for n in ("base", "sft", "lcdd"): print(f"{n} (no trigger): {rates(models.condition(n))[1]}")
     if a.kl:                                  # references and the trigger-free pairs once; per trigger only the pairs with it
         conds = {n: models.condition(n) for n in ("base", "sft", "lcdd")}
         sft_ids = generate_condition(conds["sft"], tok, prompts, fmt, max_new, vcfg.batch_size, vcfg.mixed_precision, return_ids=True)
