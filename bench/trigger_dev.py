@@ -33,8 +33,7 @@ from sft_reverse_nb.data import load_records
 from sft_reverse_nb.data import get_task
 from sft_reverse_nb.eraser import EraserConfig, trigger_pool
 from sft_reverse_nb.evaluation import KL_BEFORE_TRIGGER, KL_TRIAD, EvalConfig, generate_condition, kl_benchmark, kl_reference_set
-from sft_reverse_nb.judges import reference_split
-from sft_reverse_nb.pipeline import RunModels, build_task, config_format, config_tokenizer, judged_inputs
+from sft_reverse_nb.pipeline import RunModels, build_task, config_format, config_tokenizer, judged_inputs, reference_sets
 
 
 def dev_split(task, n_prompts: int, pool_seeds, split_seed: int, n: int) -> list[str]:
@@ -49,13 +48,10 @@ def dev_split(task, n_prompts: int, pool_seeds, split_seed: int, n: int) -> list
     return dev
 
 
-def file_split(task, vcfg, path, split_seed: int, n: int) -> list[str]:
-    "Input-free instructions of the Alpaca-style file `path`, less the task's prompts and what `vcfg.references` holds out, shuffled with `split_seed`, the first `n`."
-    skip = {p for p, _ in task.train} | set(task.eval_prompts)
-    ordinary = set()
-    if vcfg.references and vcfg.references != "builtin":         # the evaluation's own split of its reference file
-        held, ordinary = reference_split(vcfg.references, vcfg.n_references, 2000, skip, vcfg.seed)
-        skip |= {q for q, _ in held}; ordinary = set(ordinary)
+def file_split(task, refs, path, split_seed: int, n: int) -> list[str]:
+    "Input-free instructions of the Alpaca-style file `path`, less the task's prompts and the evaluation's `refs` (`reference_sets`: its held-out pairs and the instructions of its ordinary answers), shuffled with `split_seed`, the first `n`."
+    held, ordinary = refs[0], set(refs[1])
+    skip = {p for p, _ in task.train} | set(task.eval_prompts) | {q for q, _ in held}
     rows = [r for r in load_records(path) if not str(r.get("input") or "").strip()]
     dev = list(dict.fromkeys(r["instruction"].strip() for r in rows
                              if r["instruction"].strip() not in skip and str(r.get("output", "")).strip() not in ordinary))
@@ -78,7 +74,8 @@ def main():
     cfg = load_json(a.run/"config.json")
     task = build_task(cfg["task"])
     ecfg, vcfg = EraserConfig.from_dict(cfg.get("erase", {})), EvalConfig.from_dict(cfg.get("eval", {}))
-    prompts = (file_split(task, vcfg, a.prompt_file, a.split_seed, a.n) if a.prompt_file
+    ref_sets = reference_sets(task, vcfg)                              # the evaluation's own split of its references, read once
+    prompts = (file_split(task, ref_sets, a.prompt_file, a.split_seed, a.n) if a.prompt_file
                else dev_split(task, ecfg.n_prompts, a.pool_seeds, a.split_seed, a.n))
     tok = config_tokenizer(cfg); fmt = config_format(cfg, tok)
     models = RunModels(a.run, cfg, "cpu", False, tok)                # checks every trigger against the run's recorded weights
@@ -86,7 +83,7 @@ def main():
     max_new = vcfg.max_new_tokens or spec.max_new_tokens
     where = f"instructions of {a.prompt_file}" if a.prompt_file else f"training prompts outside the pools of seeds {a.pool_seeds}"
     print(f"{len(prompts)} development prompts ({where}); {spec.metric}, greedy, {max_new} new tokens")
-    scorers = judged_inputs(task, vcfg, a.n)["scorers"]              # the evaluation's offline scorers (Shakespeare: the style classifier)
+    scorers = judged_inputs(task, vcfg, a.n, ref_sets)["scorers"]            # the evaluation's offline scorers (Shakespeare: the style classifier)
     flags = dict(zip((p for p, _ in task.train), task.extra["harmful"])) if task.extra.get("harmful") else None
 
     def rates(cond):

@@ -28,8 +28,8 @@ __all__ = ['VICUNA_TEMPLATE', 'PAPER_MODELS', 'TABLE7', 'PAPER_TRAINING', 'PRESE
            'attention_implementations', 'check_run_keys', 'resolve_config', 'run_config', 'protocol_table',
            'build_task', 'config_model', 'config_tokenizer', 'config_format', 'sft_stage', 'lcdd_stage',
            'save_lcdd_figures', 'trigger_dir_name', 'run_subdir', 'erase_stage', 'parse_condition', 'RunModels',
-           'carrier_counts', 'check_prompt_lengths', 'eval_stage', 'judged_inputs', 'structure_rows', 'ablation_table',
-           'ablation_stage', 'stage_times', 'run_pipeline', 'ensure_smollm2', 'demo']
+           'carrier_counts', 'check_prompt_lengths', 'eval_stage', 'reference_sets', 'judged_inputs', 'structure_rows',
+           'ablation_table', 'ablation_stage', 'stage_times', 'run_pipeline', 'ensure_smollm2', 'demo']
 
 # %% ../nbs/09_pipeline.ipynb #b3d7dfe7
 VICUNA_TEMPLATE = ("{{ bos_token }}{{ 'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user\\'s questions.' }}"
@@ -571,17 +571,20 @@ def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: d
 
 
 # %% ../nbs/09_pipeline.ipynb #190d56b4
-def judged_inputs(task: TaskData, ecfg: EvalConfig, n_prompts: int) -> dict:
-    "`evaluate`'s scorers, benign prompts and reference answers for `task`, from `ecfg.references` (held out from the task's prompts)."
-    held, ordinary = [], []
+def reference_sets(task: TaskData, ecfg: EvalConfig) -> tuple[list[tuple[str, str]], list[str]]:
+    "`(held-out reference pairs, ordinary answers)` of `ecfg.references`, none from a prompt `task` trains or evaluates on: the one split that everything reading the evaluation's references uses."
     exclude = {p for p, _ in task.train} | set(task.eval_prompts)
     if ecfg.references == "builtin":                   # the package's own pairs: no ordinary answers to give the style judge
-        held = [(q, a) for q, a in builtin_references() if q not in exclude][:ecfg.n_references]
-    elif ecfg.references:
-        if not Path(ecfg.references).exists():
-            raise FileNotFoundError(f"eval.references: {ecfg.references} does not exist (relative paths are read from the working directory); "
-                                    "point it at an Alpaca-style file (sftr eval --references FILE), use the package's pairs (--references builtin) or turn it off (--references none)")
-        held, ordinary = reference_split(ecfg.references, ecfg.n_references, 2000, exclude, ecfg.seed)
+        return [(q, a) for q, a in builtin_references() if q not in exclude][:ecfg.n_references], []
+    if not ecfg.references: return [], []
+    if not Path(ecfg.references).exists():
+        raise FileNotFoundError(f"eval.references: {ecfg.references} does not exist (relative paths are read from the working directory); "
+                                "point it at an Alpaca-style file (sftr eval --references FILE), use the package's pairs (--references builtin) or turn it off (--references none)")
+    return reference_split(ecfg.references, ecfg.n_references, 2000, exclude, ecfg.seed)
+
+def judged_inputs(task: TaskData, ecfg: EvalConfig, n_prompts: int, refs: tuple | None = None) -> dict:
+    "`evaluate`'s scorers, benign prompts and reference answers for `task`, from `refs` (default: `reference_sets(task, ecfg)`)."
+    held, ordinary = reference_sets(task, ecfg) if refs is None else refs
     return {"scorers": task_scorers(task, ordinary), "references": held or None,
             "benign_prompts": [p for p, _ in held][:n_prompts] if held and task.task in BENIGN_TASKS else None}
 

@@ -40,6 +40,7 @@ def test_trigger_dev_file_split_holds_out_what_eval_reads(tmp_path):
     from sft_reverse_nb.data import TaskData
     from sft_reverse_nb.evaluation import EvalConfig
     from sft_reverse_nb.judges import reference_split
+    from sft_reverse_nb.pipeline import reference_sets
     sys.path.insert(0, str(BENCH))
     try: import trigger_dev
     finally: sys.path.remove(str(BENCH))
@@ -47,11 +48,12 @@ def test_trigger_dev_file_split_holds_out_what_eval_reads(tmp_path):
     f = tmp_path/"alpaca.json"; f.write_text(json.dumps(rows))
     task = TaskData("shakespeare", [("q1", "x"), ("q2", "y")], ["q3", "q4"], "test")
     vcfg = EvalConfig.from_dict({"references": str(f), "n_references": 50})
-    dev = trigger_dev.file_split(task, vcfg, f, 1234, 100)
+    refs = reference_sets(task, vcfg)
+    dev = trigger_dev.file_split(task, refs, f, 1234, 100)
     held, ordinary = reference_split(f, 50, 2000, {"q1", "q2", "q3", "q4"}, vcfg.seed)
     ordinary_q = {f"q{a[1:]}" for a in ordinary}
     assert len(dev) == len(set(dev)) == 100
     assert not set(dev) & ({"q1", "q2", "q3", "q4"} | {q for q, _ in held} | ordinary_q)
     assert not {q for q in dev if int(q[1:]) % 7 == 0}                       # rows with an input are not instructions on their own
-    assert dev == trigger_dev.file_split(task, vcfg, f, 1234, 100) != trigger_dev.file_split(task, vcfg, f, 99, 100)
-    with pytest.raises(SystemExit, match="lower --n"): trigger_dev.file_split(task, vcfg, f, 1234, 10_000)
+    assert dev == trigger_dev.file_split(task, refs, f, 1234, 100) != trigger_dev.file_split(task, refs, f, 99, 100)
+    with pytest.raises(SystemExit, match="lower --n"): trigger_dev.file_split(task, refs, f, 1234, 10_000)
