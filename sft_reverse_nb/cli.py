@@ -63,6 +63,7 @@ def format_info(env: dict, model: dict | None = None) -> str:
     lines = [f"sft_reverse_nb {env['sft_reverse_nb']}  (python {env['python']}, torch {env['torch']}, transformers {env['transformers']})",
              f"device: {env['device']}" + (f" ({env['cuda']})" if env['cuda'] else "") + f", CPU threads: {env['cpu_threads']}"
              + (f", OpenMP: {openmp_summary(env['openmp'])}" if env.get("openmp") else "")
+             + (f", malloc: {openmp_summary(env['allocator'])}" if "allocator" in env else "")
              + (f"\nCPU: {cpu_summary(env['cpu'])}" if env.get("cpu") else ""),
              "supported architectures: " + ", ".join(env["supported_architectures"])]
     if model: lines += [""] + format_layout(model)

@@ -749,6 +749,7 @@ def provenance_lines(res: dict) -> list[str]:
     sw = res.get("software")
     if sw: lines += ["", "Software: " + ", ".join(f"{k} {v}" for k, v in sw.items() if isinstance(v, str))
                      + (f"; OpenMP {openmp_summary(sw['openmp'])}" if sw.get("openmp") else "")
+                     + (f"; malloc {openmp_summary(sw['allocator'])}" if "allocator" in sw else "")
                      + (f"; CPU {cpu_summary(sw['cpu'])}" if sw.get("cpu") else "") + "."]
     return lines + [""]
 

@@ -118,15 +118,16 @@ def check_inputs(stage_dir, inputs: dict, desc: str = "stage") -> dict:
 SOFTWARE = ("torch", "transformers", "tokenizers", "accelerate", "safetensors", "gguf", "numpy", "sft_reverse_nb")
 
 def software_versions() -> dict:
-    "Python's and the installed versions of the packages in `SOFTWARE` (None when one is not installed), the OpenMP settings and the CPU's bf16 support."
+    "Python's and the installed versions of the packages in `SOFTWARE` (None when one is not installed), the OpenMP and malloc settings and the CPU's bf16 support."
     import platform
     from importlib.metadata import version, PackageNotFoundError
     def v(p):
         try: return version(p)
         except PackageNotFoundError: return None
-    from sft_reverse_nb.threads import thread_settings
+    from sft_reverse_nb.threads import thread_settings, allocator_settings
     from sft_reverse_nb.precision import cpu_precision
-    return {"python": platform.python_version(), **{p: v(p) for p in SOFTWARE}, "openmp": thread_settings(), "cpu": cpu_precision()}
+    return {"python": platform.python_version(), **{p: v(p) for p in SOFTWARE}, "openmp": thread_settings(), "allocator": allocator_settings(),
+            "cpu": cpu_precision()}
 
 # %% ../nbs/01b_provenance.ipynb #3f4f9fb1
 def mark_complete(path, info: dict | None = None, inputs: dict | None = None, weights: str | None = None):
