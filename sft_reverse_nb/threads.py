@@ -53,10 +53,11 @@ def configure_allocator(environ=None, libc=None) -> dict:
     "Make glibc's malloc keep freed memory for reuse (`ALLOCATOR_DEFAULTS`), unless `SFTR_MALLOC` is `off`, the user tuned malloc in the environment or preloads another allocator; returns what it set."
     env = os.environ if environ is None else environ
     if env.get("SFTR_MALLOC", "").lower() == "off" or any(k in env for k in _MALLOC_ENV) or "malloc" in env.get("LD_PRELOAD", ""): return {}
-    libc = libc if libc is not None else _glibc()
+    own = libc is None                                                   # this process's allocator: what is set is recorded
+    libc = _glibc() if own else libc
     if libc is None: return {}
     done = {k: v for k, v in ALLOCATOR_DEFAULTS.items() if libc.mallopt(_MALLOPT[k], v) == 1}     # mallopt returns 1 on success
-    if environ is None: _ALLOCATOR.update(done)
+    if own: _ALLOCATOR.update(done)
     return done
 
 def allocator_settings() -> dict:
