@@ -78,6 +78,9 @@ class LCDDConfig(TrainConfig):
     "LCDD settings: optimisation (Δ: AdamW at `lr`; θ: SGD at `gate_lr`), controller, early stopping, ablation switches."
     gate_lr: float = setting(0.1, 'SGD learning rate of the gate logits θ')
     gate_momentum: float = setting(0.0, 'SGD momentum of the gate logits')
+    gate_scale: float = setting(1.0, "the task gradient's pull on the gates against the penalty's push: the gates' SGD runs at gate_lr × gate_scale and λ₀, "
+                                     "lambda_min, lambda_max are divided by gate_scale, so the penalty closes gates as fast as before while the task gradient "
+                                     "moves each gate gate_scale times faster (see 'The scale of the gates' task gradient'); 1: the paper")
     rho: float = setting(0.3, 'loss budget: ε = baseline × (1 + rho) + eps_abs')
     lambda0: float = setting(1.0, 'initial multiplier λ')
     eta: float = setting(0.1, 'multiplier step size (shrinking; growing too unless eta_grow)')
@@ -119,7 +122,7 @@ class LCDDConfig(TrainConfig):
         if self.mask_only == "ce" and self.budget == "kl":
             raise ValueError("LCDDConfig: mask_only='ce' trains the gates on cross-entropy but budget='kl' asks for a divergence; use mask_only='kl' (or budget='ce')")
         self.need_ints(2, "stop_window"); self.need_ints(1, "stop_patience")
-        for k in ("gate_lr", "eta"):
+        for k in ("gate_lr", "eta", "gate_scale"):
             if not getattr(self, k) > 0: raise ValueError(f"LCDDConfig: {k} must be > 0, got {getattr(self, k)!r}")
         if self.rho < 0 or self.eps_abs < 0: raise ValueError(f"LCDDConfig: rho and eps_abs must be >= 0, got rho={self.rho!r}, eps_abs={self.eps_abs!r}")
         self.controller()                      # the controller checks beta and lambda0 against its bounds
@@ -129,8 +132,10 @@ class LCDDConfig(TrainConfig):
         return self.mask_only == "kl" or (self.mask_only is None and self.budget == "kl")
 
     def controller(self) -> DualController:
-        return DualController(self.rho, self.lambda0, self.eta, self.eta_grow, self.sparsity_warmup, self.ema_beta,
-                              self.lambda_min, self.lambda_max, self.v_clip, self.eps_abs)
+        "The multiplier's controller; with `gate_scale` s its λ₀ and bounds are divided by s (the gates' learning rate is multiplied by s)."
+        s = self.gate_scale
+        return DualController(self.rho, self.lambda0 / s, self.eta, self.eta_grow, self.sparsity_warmup, self.ema_beta,
+                              self.lambda_min / s, self.lambda_max / s, self.v_clip, self.eps_abs)
 
 # %% ../nbs/06_lcdd.ipynb #3c05a19b
 class EarlyStop:
@@ -261,7 +266,7 @@ class LCDDStage(Stage):
         self.clipped, gates = self.work.delta_parameters(), self.work.gate_parameters()
         for d in self.clipped: d.requires_grad_(not self.cfg.mask_only)
         self.opt_d = adamw(self.clipped, self.cfg.lr, self.cfg.weight_decay)
-        self.opt_g = torch.optim.SGD(gates, lr=self.cfg.gate_lr, momentum=self.cfg.gate_momentum)
+        self.opt_g = torch.optim.SGD(gates, lr=self.cfg.gate_lr * self.cfg.gate_scale, momentum=self.cfg.gate_momentum)
         self.sched = lr_schedule(self.cfg, self.opt_d, self.data.total)
         self.backend, self.shares = backend, []
         return {"adamw": self.opt_d, "sgd": self.opt_g}

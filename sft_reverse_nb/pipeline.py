@@ -241,6 +241,7 @@ PROTOCOL = [   # (knob, stage, setting, paper, authors' code, wanted preset valu
     ("LCDD epochs", "lcdd", "epochs", "Table 7", "--num-epochs", _t7(5), "Table 7"),
     ("gate optimiser lr", "lcdd", "gate_lr", "0.1 (SGD)", "--l0-mask-lr", 0.1, "F.2"),
     ("gate momentum", "lcdd", "gate_momentum", "0.0", "0.9 (--mask-momentum default)", 0.0, "F.2"),
+    ("gate task-gradient scale", "lcdd", "gate_scale", "1 (no such knob)", "1 (no such knob)", 1.0, "package (06_lcdd)"),
     ("micro-batch (SFT, LCDD)", "lcdd", "batch_size", "—", "8", 8, "authors' train.py"),
     ("gradient accumulation", "lcdd", "grad_accum", "—", "4", 4, "authors' train.py"),
     ("SFT gradient accumulation", "sft", "grad_accum", "—", "4", 4, "authors' train.py"),
