@@ -10,16 +10,16 @@ initial push: choosing s so that λ₀/s sits among the pull's high quantiles le
 
     python bench/gate_pull.py RUN [--steps 4]
 """
-import argparse, contextlib, copy, json
+import argparse, copy, json
 from pathlib import Path
 
 import torch
 
 from sft_reverse_nb.carrier import Carrier
-from sft_reverse_nb.lcdd import LCDDConfig, _kl_to_reference
+from sft_reverse_nb.evaluation import _autocast
+from sft_reverse_nb.lcdd import LCDDConfig, LCDDStage
 from sft_reverse_nb.pipeline import RunModels, build_task, config_format, config_tokenizer
-from sft_reverse_nb.precision import effective_precision
-from sft_reverse_nb.train import ExampleBatches, lm_logits, token_loss_sum
+from sft_reverse_nb.train import ExampleBatches
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("run"); p.add_argument("--steps", type=int, default=4)
@@ -29,27 +29,20 @@ lc = LCDDConfig(**cfg["lcdd"])
 tok = config_tokenizer(cfg); task = build_task(cfg["task"])
 models = RunModels(run, cfg)
 base, sft = models.model("base"), models.model("sft")
-ref = copy.deepcopy(sft).eval() if lc.divergence() else None
+stage = LCDDStage(sft, base, tok, task, lc, config_format(cfg, tok))   # its `loss` is the budgeted loss the run trained on
+stage.reference, stage.shares = (copy.deepcopy(sft).eval() if lc.divergence() else None), []   # before the carrier attaches to `sft` in place
 carrier = Carrier.load_run(run/"lcdd", sft, base)
 for d in carrier.delta_parameters(): d.requires_grad_(False)
-data = ExampleBatches(task.encode(config_format(cfg, tok), lc.loss_on, lc.max_len), lc, tok.pad_token_id, "lcdd")
-bf16 = effective_precision(lc.mixed_precision, "cpu") == "bf16"
-cast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+data = ExampleBatches(stage.examples, lc, tok.pad_token_id, "lcdd")
 for step in range(a.steps):
     for b, n in data(step, "cpu"):
-        with cast():
-            logits, labels = lm_logits(carrier.model, b)
-            if ref is None: share = token_loss_sum(logits, labels) / n
-            else:
-                with torch.no_grad(): r, _ = lm_logits(ref, b)
-                share = _kl_to_reference(logits, r, labels, lc.kl_form) / n
+        with _autocast(carrier.model, lc.mixed_precision): share = stage.loss(carrier.model, (b, n))
         (share / a.steps).backward()
 gates = carrier.gate_parameters()
 theta = torch.cat([g.detach().flatten() for g in gates])
 slope = torch.sigmoid(theta) * (1 - torch.sigmoid(theta))
 pull = torch.cat([g.grad.flatten() for g in gates]) / slope          # ∂ℓ/∂g_i: the STE's ∂ℓ/∂θ_i is ∂ℓ/∂g_i · σ'(θ_i)
 qs = torch.tensor([0.1, 0.5, 0.9, 0.99])
-done = json.loads((run/"lcdd"/"complete.json").read_text())
 print(f"{run}: {len(theta):,} gates, {lc.budget} budget, {a.steps} steps of the stage's batches; "
       f"gate_lr {lc.gate_lr}, gate_scale {lc.gate_scale}, lambda0 {lc.lambda0}")
 for name, m in (("closed", theta <= 0), ("open", theta > 0)):
@@ -57,6 +50,6 @@ for name, m in (("closed", theta <= 0), ("open", theta > 0)):
     q = torch.quantile(v.abs()[torch.randperm(len(v), generator=torch.Generator().manual_seed(0))[:100_000]], qs).tolist()
     print(f"  {name:6} {int(m.sum()):>7,}: |dl/dg| 10/50/90/99 %: " + " / ".join(f"{x:.2e}" for x in q)
           + f"; pull to open (dl/dg < 0): {(v < 0).float().mean():.1%}")
-lam = done.get("lambda")
+lam = models.record("lcdd").get("lambda")
 if lam is not None: print(f"  final lambda {lam:.3g}: the penalty's push per gate at full warm-up, on the pull's scale (the gate logits move by "
                           f"gate_lr x gate_scale x sigma'(theta) x (dl/dg + lambda) per step)")
