@@ -149,7 +149,7 @@ def _lcdd(args) -> int:
     return 0
 
 # %% ../nbs/11_cli.ipynb #5620b1ed
-_ERASE_KEYS = ("n_tokens", "steps", "batch_size", "n_prompts", "lr", "schedule", "alpha", "gamma", "k", "answer_tokens", "answer_source", "radius", "channels", "seed", "mixed_precision",
+_ERASE_KEYS = ("n_tokens", "steps", "batch_size", "n_prompts", "lr", "schedule", "alpha", "gamma", "k", "answer_tokens", "answer_source", "mse_scale", "radius", "channels", "seed", "mixed_precision",
                "device", "save_every")
 
 def _erase(args) -> int:

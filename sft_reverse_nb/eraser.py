@@ -93,7 +93,7 @@ class EraserTargets:
     mean: dict[int, torch.Tensor]        # layer -> mean state at its channels
     logp: torch.Tensor | None            # [N, w, V] base log-probs at the last w positions (w = k, plus the answer tokens if any; None without the KL term)
     tail: torch.Tensor                   # [N, w] which of those positions are KL positions: the last k prompt tokens and the answer's
-
+    std: dict[int, torch.Tensor] | None = None   # layer -> spread of the state over the pool at its channels (the `mse_scale='base_std'` unit)
 
 # %% ../nbs/07_eraser.ipynb #419344f9
 def tail_mask(lengths: list[int], k: int, answers: list[int] | None = None, width: int | None = None) -> torch.Tensor:
@@ -106,31 +106,36 @@ def tail_mask(lengths: list[int], k: int, answers: list[int] | None = None, widt
 @torch.no_grad()
 def base_targets(base_model, ids: list[list[int]], pad_id: int, channels: dict[int, list[int]], k: int, batch_size: int = 16,
                  with_kl: bool = True, autocast=None, answers: list[list[int]] | None = None) -> EraserTargets:
-    "Pool-mean channel states and tail log-probs of `base_model` on the tokenised prompts `ids` (each followed by its `answers` tokens, if given)."
+    "Pool-mean channel states (and their spread over the pool) and tail log-probs of `base_model` on the tokenised prompts `ids` (each followed by its `answers` tokens, if given)."
     dev = next(base_model.parameters()).device
     was_training = base_model.training; base_model.eval()
     answers = answers or [[] for _ in ids]
     width = k + max(len(a) for a in answers)
     layers = sorted(channels)
     sums = {l: torch.zeros(len(channels[l]), dtype=torch.float64, device=dev) for l in layers}
+    squares = {l: torch.zeros_like(sums[l]) for l in layers}
     logps = []
     for s in range(0, len(ids), batch_size):
         rows = range(s, min(s + batch_size, len(ids)))
         enc = pad_left([ids[i] + answers[i] for i in rows], pad_id, dev)
         with (autocast() if autocast else torch.autocast(dev.type, enabled=False)):
             st, lg = trigger_forward(base_model, None, enc, layers, width, torch.tensor([len(answers[i]) for i in rows]))
-        for l in layers: sums[l] += st[l][:, channels[l]].double().sum(0)
+        for l in layers:
+            h = st[l][:, channels[l]].double()
+            sums[l] += h.sum(0); squares[l] += h.pow(2).sum(0)
         if with_kl: logps.append(lg.float().log_softmax(-1).cpu())
     base_model.train(was_training)
-    return EraserTargets({l: (sums[l] / len(ids)).float() for l in layers}, torch.cat(logps) if with_kl else None,
-                         tail_mask([len(x) for x in ids], k, [len(a) for a in answers], width))
-
+    mean = {l: sums[l] / len(ids) for l in layers}
+    std = {l: (squares[l] / len(ids) - mean[l].pow(2)).clamp(min=0).sqrt().float() for l in layers}
+    return EraserTargets({l: m.float() for l, m in mean.items()}, torch.cat(logps) if with_kl else None,
+                         tail_mask([len(x) for x in ids], k, [len(a) for a in answers], width), std)
 
 # %% ../nbs/07_eraser.ipynb #e94ddc80
 def trigger_loss(states: dict[int, torch.Tensor], logits: torch.Tensor, trigger: torch.Tensor, targets: EraserTargets, idx,
                  channels: dict[int, list[int]], alpha: float = 0.7, gamma: float = 0.1, use_mse: bool = True,
-                 use_kl: bool = True, weight: torch.Tensor | None = None, sum_all=None) -> tuple[torch.Tensor, dict[str, float]]:
-    "Eqs. 6–8 for the batch of pool rows `idx` (row weights `weight`, default 1; `sum_all` pools the row sums of several processes); the total and its parts."
+                 use_kl: bool = True, weight: torch.Tensor | None = None, sum_all=None,
+                 scale: dict[int, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    "Eqs. 6–8 for the batch of pool rows `idx` (row weights `weight`, default 1; `sum_all` pools the row sums of several processes; `scale`: each channel's error in units of `scale[ℓ]`, e.g. `targets.std`); the total and its parts."
     dev = trigger.device
     w = torch.ones(len(idx), device=dev) if weight is None else weight.to(dev).float()
     sums = []                                                          # row sums and the row count in one vector: one all-reduce
@@ -148,7 +153,9 @@ def trigger_loss(states: dict[int, torch.Tensor], logits: torch.Tensor, trigger:
     mse = torch.zeros((), device=dev)
     if use_mse and channels:
         for (l, ch), s in zip(channels.items(), parts):
-            mse = mse + (s / n - targets.mean[l].to(dev)).pow(2).mean()
+            err = s / n - targets.mean[l].to(dev)
+            if scale is not None: err = err / scale[l].to(dev).clamp(min=1e-6)
+            mse = mse + err.pow(2).mean()
         mse = mse / len(channels)
     kl = (parts[-1] / n).squeeze(0) if use_kl else torch.zeros((), device=dev)
     l2 = trigger.float().pow(2).sum(-1).mean()
@@ -284,6 +291,9 @@ class EraserConfig(StrictConfig):
     answer_source: str = setting("base", "whose greedy answers answer_tokens anchors: 'base' (the base model's own), 'carrier' (the carrier's without the trigger: "
                                          "the behaviour's own text, the kind of text the paper's KL benchmark teacher-forces) or 'mixed' (every other pool prompt "
                                          "each: where the base model answers and where the behaviour has begun)", choices=("base", "carrier", "mixed"))
+    mse_scale: str = setting("none", "unit of each channel's error in the MSE term: 'none' (Eq. 6, the paper: the residual stream's own units) or 'base_std' "
+                                      "(the spread of the base model's state over the pool at that channel, so that a few large channels do not decide the term)",
+                             choices=("none", "base_std"))
     radius: float = setting(1.0, 'PGD radius per trigger token (paper: 1.0)')
     max_grad_norm: float = setting(1.0, "clip the trigger's gradient norm to this; None: no clipping")
     channels: str = setting("write", 'channel set: write, ffn_write, attn_write or all', choices=('write', 'ffn_write', 'attn_write', 'all'))
@@ -314,6 +324,8 @@ class EraserConfig(StrictConfig):
         self.need(self.mixed_precision in ("no", "bf16", "fp16"), f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
         for k in ("random_channels", "output_only", "no_kl"): self.need(isinstance(getattr(self, k), bool), f"{k} must be true or false, got {getattr(self, k)!r}")
         self.need(not (self.output_only and self.no_kl), "output_only and no_kl together leave no loss to train; drop one of them")
+        self.need(self.mse_scale in ("none", "base_std"), f"mse_scale must be 'none' or 'base_std', got {self.mse_scale!r}")
+        self.need(not (self.output_only and self.mse_scale != "none"), f"mse_scale={self.mse_scale!r} scales the MSE term, which output_only removes; drop one of them")
         try: ok = self.device == "auto" or torch.device(self.device) is not None
         except (RuntimeError, TypeError): ok = False
         self.need(ok, f"unknown device {self.device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
@@ -408,6 +420,7 @@ class EraseStage(Stage):
                        "carrier": tensor_fingerprint(_gate_source(carrier)[0], "carrier gate logits") if carrier is not None else None}
         if cfg.answer_tokens: self.inputs["answer_tokens"] = cfg.answer_tokens     # other targets: a resume must not mix the two
         if cfg.answer_source != "base": self.inputs["answer_source"] = cfg.answer_source
+        if cfg.mse_scale != "none": self.inputs["mse_scale"] = cfg.mse_scale
 
     def start(self, backend):
         self.ids = [self.tokenizer(self.fmt.prompt(p), add_special_tokens=False).input_ids for p in self.pool]
@@ -460,10 +473,10 @@ def loss(self: EraseStage, module, batch) -> torch.Tensor:
     states, logits = trigger_forward(module, self.tau, enc, sorted(self.channels), self.width, offset)
     with torch.autocast(enc["input_ids"].device.type, enabled=False):
         loss, self.parts = trigger_loss(states, logits, self.tau, self.targets, torch.tensor(idx), self.channels, self.cfg.alpha, self.cfg.gamma,
-                                        use_mse=not self.cfg.output_only, use_kl=not self.cfg.no_kl, weight=weight, sum_all=self.sum_all)
+                                        use_mse=not self.cfg.output_only, use_kl=not self.cfg.no_kl, weight=weight, sum_all=self.sum_all,
+                                        scale=self.targets.std if self.cfg.mse_scale == "base_std" else None)
     if loss.item() < self.best_loss: self.best, self.best_loss, self.best_step = self.tau.detach().clone(), loss.item(), self.step
     return loss
-
 
 # %% ../nbs/07_eraser.ipynb #40cb46bb
 @patch

@@ -270,6 +270,7 @@ PROTOCOL = [   # (knob, stage, setting, paper, authors' code, wanted preset valu
     ("tail-k", "erase", "k", "lost", "8", 8, "equations.md §7"),
     ("norm weight γ", "erase", "gamma", "lost", "0.1", 0.1, "equations.md §7"),
     ("max-norm R", "erase", "radius", "lost", "1.0", 1.0, "equations.md §7"),
+    ("channel-term unit", "erase", "mse_scale", "raw MSE (Eq. 6)", "raw MSE", "none", "equations.md §7"),
     ("trigger prompts", "erase", "n_prompts", "200", "200", 200, "F.3"),
     ("trigger steps", "erase", "steps", "2000", "2000", 2000, "F.3"),
     ("generation length", "eval", "max_new_tokens", "128 (FR, Shakespeare), 512 (safety)", "same", None, "F.4 (the task's length)"),
