@@ -292,7 +292,7 @@ class EraserConfig(StrictConfig):
                                          "the behaviour's own text, the kind of text the paper's KL benchmark teacher-forces) or 'mixed' (every other pool prompt "
                                          "each: where the base model answers and where the behaviour has begun)", choices=("base", "carrier", "mixed"))
     mse_scale: str = setting("none", "unit of each channel's error in the MSE term: 'none' (Eq. 6, the paper: the residual stream's own units) or 'base_std' "
-                                      "(the spread of the base model's state over the pool at that channel, so that a few large channels do not decide the term)",
+                                      "(the spread of the base model's state over the pool at that channel, so that the last layers, where the residual stream is largest, do not decide the term)",
                              choices=("none", "base_std"))
     radius: float = setting(1.0, 'PGD radius per trigger token (paper: 1.0)')
     max_grad_norm: float = setting(1.0, "clip the trigger's gradient norm to this; None: no clipping")
