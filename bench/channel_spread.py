@@ -18,19 +18,9 @@ import torch
 
 from sft_reverse_nb.arch import load_model, load_tokenizer
 from sft_reverse_nb.data import builtin_prompts, chat_format
-from sft_reverse_nb.eraser import capture_last_token, carrier_channels
-from sft_reverse_nb.generate import pad_id, pad_left
+from sft_reverse_nb.eraser import base_targets, carrier_channels
+from sft_reverse_nb.generate import pad_id
 from sft_reverse_nb.pipeline import load_json
-
-
-def last_token_states(model, ids, pad, layers, autocast, batch=16) -> dict:
-    "layer -> [N, d_model] residual stream after that layer at each prompt's last token."
-    out = {l: [] for l in layers}
-    for s in range(0, len(ids), batch):
-        with torch.no_grad(), autocast(), capture_last_token(model, layers) as st:
-            model(**pad_left(ids[s:s + batch], pad))
-            for l in layers: out[l].append(st[l].float())
-    return {l: torch.cat(v) for l, v in out.items()}
 
 
 def main():
@@ -49,12 +39,12 @@ def main():
     channels = carrier_channels(run / "lcdd"); layers = sorted(channels)
     ids = [tok(fmt.prompt(p), add_special_tokens=False).input_ids for p in builtin_prompts()[:args.n]]
     ac = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.mixed_precision == "bf16" else nullcontext
-    hb, hc = (last_token_states(m, ids, pad_id(tok), layers, ac) for m in (base, carrier))
+    # the stage's own targets pass: pool means and spreads at the channels, for the base model and for the carrier
+    tb, tc = (base_targets(m, ids, pad_id(tok), channels, k=1, with_kl=False, autocast=ac) for m in (base, carrier))
     rows = []
     for l in layers:
-        ch = channels[l]; sd = hb[l][:, ch].std(0, unbiased=False)
-        err = hc[l][:, ch].mean(0) - hb[l][:, ch].mean(0)
-        rows.append((l, len(ch), sd.median().item(), sd.max().item(), err.pow(2).mean().item(),
+        sd, err = tb.std[l], tc.mean[l] - tb.mean[l]
+        rows.append((l, len(channels[l]), sd.median().item(), sd.max().item(), err.pow(2).mean().item(),
                      (err / sd.clamp(min=1e-6)).pow(2).mean().item(), (sd.pow(2) / args.batch).mean().item()))
     print(f"{run}: {sum(map(len, channels.values()))} write channels in {len(layers)} layers, {len(ids)} prompts, {args.mixed_precision}")
     print("layer  channels  spread median  spread max  raw error  error/spread  raw floor (batch)")
