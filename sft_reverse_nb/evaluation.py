@@ -481,7 +481,6 @@ class EvalConfig(StrictConfig):
         for k in ("n_prompts", "max_new_tokens", "kl_max_new_tokens", "lm_eval_limit"):
             v = getattr(self, k)
             self.need(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1), f"{k} must be an integer >= 1, or None for the default; got {v!r}")
-        self.need(self.mixed_precision in ("no", "bf16", "fp16"), f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
         self.need(isinstance(self.conditions, list) and len(self.conditions) > 0 and all(isinstance(c, str) and c for c in self.conditions),
                   f"conditions must be a non-empty list of condition names (base, sft, lcdd, trig, MODEL+TRIGGER_DIR), got {self.conditions!r}")
         self.need(len(set(self.conditions)) == len(self.conditions), f"conditions lists a condition twice: {self.conditions!r}")

@@ -114,10 +114,6 @@ class LCDDConfig(TrainConfig):
     def check(self):
         "The optimisation checks of `TrainConfig`, plus the controller's and the gates'."
         super().check()
-        if self.mask_only not in (None, "ce", "kl"): raise ValueError(f"LCDDConfig: mask_only must be None, 'ce' or 'kl', got {self.mask_only!r}")
-        if self.kl_form not in ("kl", "soft_ce"): raise ValueError(f"LCDDConfig: kl_form must be 'kl' or 'soft_ce', got {self.kl_form!r}")
-        if self.budget not in ("ce", "kl"): raise ValueError(f"LCDDConfig: budget must be 'ce' or 'kl', got {self.budget!r}")
-        if self.gate_init not in ("random", "activation"): raise ValueError(f"LCDDConfig: gate_init must be 'random' or 'activation', got {self.gate_init!r}")
         self.need_ints(1, "gate_init_examples")
         if self.mask_only == "ce" and self.budget == "kl":
             raise ValueError("LCDDConfig: mask_only='ce' trains the gates on cross-entropy but budget='kl' asks for a divergence; use mask_only='kl' (or budget='ce')")

@@ -27,8 +27,13 @@ __all__ = ['FUSED_ADAMW_DEVICES', 'STATE_FORMAT', 'StrictConfig', 'setting', 'ad
            'complete_stage', 'run_steps', 'fit', 'interrupt_at']
 
 # %% ../nbs/05_train.ipynb #a43aac87
+def _alternatives(values) -> str:
+    "'a', 'b' or 'c'"
+    v = [repr(x) for x in values]
+    return v[0] if len(v) == 1 else f"{', '.join(v[:-1])} or {v[-1]}"
+
 class StrictConfig:
-    "Mixin for the stages' setting dataclasses: `from_dict` refuses keys that are not fields; `need_*` check values with messages that name the option."
+    "Mixin for the stages' setting dataclasses: `from_dict` refuses keys that are not fields; a value outside a field's `choices` is refused; `need_*` check values with messages that name the option."
     @classmethod
     def from_dict(cls, d: dict):
         "Build from a dict, refusing unknown keys (typos in a config file should not pass silently)."
@@ -39,8 +44,15 @@ class StrictConfig:
         if unknown: raise ValueError(f"unknown {cls.__name__} option(s) {unknown}; valid: {sorted(names)}")
         return cls(**d)
 
-    def __post_init__(self): self.check()
+    def __post_init__(self): self.need_choices(); self.check()
     def check(self): pass
+
+    def need_choices(self):
+        "Each field declared with `choices` (see `setting`) holds one of them, or None where None is its default."
+        for f in fields(self):
+            if "choices" not in f.metadata: continue
+            allowed, v = ((None,) if f.default is None else ()) + tuple(f.metadata["choices"]), getattr(self, f.name)
+            self.need(v in allowed, f"{f.name} must be {_alternatives(allowed)}, got {v!r}")
 
     def need(self, ok: bool, msg: str):
         if not ok: raise ValueError(f"{type(self).__name__}: {msg}")
@@ -115,12 +127,9 @@ class TrainConfig(StrictConfig):
     save_every: int = setting(50, 'checkpoint the training state every N steps')
     log_every: int = setting(1, 'append to metrics.jsonl every N steps')
 
-    def __post_init__(self): self.check()
-
     def check(self):
         "Refuse settings that cannot train, naming the option and its valid values — before anything is written."
-        def need(ok: bool, msg: str):
-            if not ok: raise ValueError(f"{type(self).__name__}: {msg}")
+        need = self.need
         need(self.steps is None or (isinstance(self.steps, int) and self.steps >= 1), f"steps must be a positive integer, or None to use epochs; got {self.steps!r}")
         need(isinstance(self.epochs, (int, float)) and self.epochs > 0, f"epochs must be > 0, got {self.epochs!r}")
         for k, lo in (("batch_size", 1), ("grad_accum", 1), ("max_len", 2), ("save_every", 1), ("log_every", 1)):
@@ -129,8 +138,6 @@ class TrainConfig(StrictConfig):
         need(self.warmup_ratio is None or (isinstance(self.warmup_ratio, (int, float)) and not isinstance(self.warmup_ratio, bool) and 0 <= self.warmup_ratio <= 1),
              f"warmup_ratio must be a number in [0, 1], or None to use warmup_steps; got {self.warmup_ratio!r}")
         need(self.max_grad_norm is None or self.max_grad_norm > 0, f"max_grad_norm must be > 0 or None (no clipping), got {self.max_grad_norm!r}")
-        need(self.loss_on in ("all", "response"), f"loss_on must be 'all' or 'response', got {self.loss_on!r}")
-        need(self.mixed_precision in ("no", "bf16", "fp16"), f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
         from transformers import SchedulerType
         names = sorted(s.value for s in SchedulerType)
         need(self.schedule in names, f"schedule must be one of {names}, got {self.schedule!r}")
