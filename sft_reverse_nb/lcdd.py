@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_lcdd.ipynb #c0ba1b55
 from __future__ import annotations
-import copy, json, math
+import copy, json, math, warnings
 from statistics import median
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -24,8 +24,8 @@ from .artefacts import read_metrics
 
 # %% auto #0
 __all__ = ['DualController', 'LCDDConfig', 'EarlyStop', 'input_second_moments', 'gate_importance', 'rank_gate_logits',
-           'order_gates_by_activation', 'carrier_tensors', 'LCDDStage', 'train_lcdd', 'tiny_configs', 'tiny_lcdd_run',
-           'plot_lcdd_dynamics']
+           'order_gates_by_activation', 'carrier_tensors', 'LCDDStage', 'drift_warning', 'train_lcdd', 'tiny_configs',
+           'tiny_lcdd_run', 'plot_lcdd_dynamics']
 
 # %% ../nbs/06_lcdd.ipynb #480f44b9
 class DualController:
@@ -293,6 +293,14 @@ def penalty(self: LCDDStage) -> torch.Tensor:
     k = self.cfg.grad_accum if self.cfg.penalty_per_micro_batch else 1
     return k * self.ctrl.lam * self.w * self.pen
 
+# %% ../nbs/06_lcdd.ipynb #29ab1692
+def drift_warning(budget: str, baseline: float, rho: float, eps_abs: float, lr: float) -> str | None:
+    "A warning when a divergence budget (`budget='kl'`) is mostly the deltas' drift during the warm-up, `baseline·(1+rho)` > `eps_abs`; else None."
+    if budget != "kl" or baseline is None or baseline * (1 + rho) <= eps_abs: return None
+    return (f"lcdd: the divergence to the SFT model at the end of the warm-up (baseline {baseline:.4g}) already exceeds the budget's slack "
+            f"eps_abs={eps_abs:g} (ε = {baseline * (1 + rho) + eps_abs:.4g}): training the deltas at lr={lr:g} moved the carrier away from the "
+            "SFT model before the gates closed, so the budget allows that drift too; a lower lcdd.lr keeps the baseline small (06_lcdd)")
+
 # %% ../nbs/06_lcdd.ipynb #91542769
 @patch
 def after_step(self: LCDDStage, step: int, loss: float, grad_norm) -> tuple[dict, str | None]:
@@ -302,7 +310,10 @@ def after_step(self: LCDDStage, step: int, loss: float, grad_norm) -> tuple[dict
     if self.cfg.ema_per_micro_batch:                  # the global micro-batches' shares (summed over processes), on the step loss's scale
         v = torch.stack(self.shares); self.shares = []
         obs = (self.backend.sum(v) if self.backend.world > 1 else v).mul(self.cfg.grad_accum).tolist()
+    fixed = ctrl.epsilon is not None
     ctrl.update(loss, obs)
+    if not fixed and ctrl.epsilon is not None and self.backend.rank == 0 and (msg := drift_warning(self.cfg.budget, ctrl.baseline, ctrl.rho, ctrl.eps_abs, self.cfg.lr)):
+        warnings.warn(msg)
     active = self.work.n_active()
     if self.cfg.early_stop and step % self.cfg.log_every == 0: self.stop_reason = self.stopper(step, loss, active)
     return {"loss": loss, "ema": ctrl.ema_hat, "lambda": ctrl.lam, "epsilon": ctrl.epsilon, "w": self.w, "penalty": self.pen.item(),
