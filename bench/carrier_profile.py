@@ -7,17 +7,18 @@ with SGD, and adds the sparsity penalty. The carrier is timed in two gate states
 start of an LCDD run) and about 80 % of the gates closed (its end).
 
 The carrier's own work is timed by wrapping the functions that do it (wall clock, summed over a step):
-- composition: `W_base + (r c^T) * Delta` (the forward's, and the backward's again for dL/dx),
+- composition: `W_base + (r c^T) * Delta`, the forward's and the backward's (for dL/dx) in two rows,
 - gate gradients: `G_W * Delta` reduced to dL/dr and dL/dc, and `G_W` masked into dL/dDelta, in one pass,
 - gate values: the logits' hard gates with their straight-through surrogate (forward side only),
 - optimiser: the optimiser step(s), for both models.
 What is left of the carrier step beyond the plain one (matrix products are the same in both) is listed
 as "rest" (autograd bookkeeping, the penalty, the surrogate's backward). Plain and carrier steps alternate
 in blocks of `--block` (the first step of a block is not timed); medians over the timed steps.
+`--mixed-precision bf16` runs every step under CPU bf16 autocast, as the `cpu-smollm2` preset trains.
 
-    python bench/carrier_profile.py [--blocks 6] [--block 3] [--threads 0]
+    python bench/carrier_profile.py [--blocks 6] [--block 3] [--threads 0] [--mixed-precision bf16]
 """
-import argparse, copy, statistics, time
+import argparse, contextlib, copy, statistics, time
 from collections import defaultdict
 
 import torch
@@ -30,6 +31,7 @@ from sft_reverse_nb.train import adamw
 from carrier_step import workload          # the same model, plain SFT model and batch as the bare-step benchmark
 
 CLOCK: dict = defaultdict(float)
+PHASE = ["forward"]                          # which pass the composition being timed belongs to
 
 
 def timed(name, f):
@@ -47,7 +49,9 @@ def main():
     ap.add_argument("--block", type=int, default=3, help="consecutive steps per block (the first is not timed)")
     ap.add_argument("--closed", type=float, default=0.8, help="fraction of gates closed in the 'closed' state")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--mixed-precision", choices=("no", "bf16"), default="no", help="bf16: every step under CPU bf16 autocast")
     args = ap.parse_args()
+    amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.mixed_precision == "bf16" else contextlib.nullcontext
     if args.threads: torch.set_num_threads(args.threads)
 
     base, plain, lay, ids = workload("smollm2", torch.float32, 8, 64)
@@ -58,21 +62,30 @@ def main():
             for p in b.parameters(): p.copy_(torch.where(torch.rand(p.shape, generator=g) < args.closed, -1.0, 1.0))
 
     # the wrapped functions (module globals: the callers look them up at call time)
-    carrier_mod._compose = timed("composition", carrier_mod._compose)
+    compose = carrier_mod._compose
+    carrier_mod._compose = lambda *a, **k: timed(f"composition ({PHASE[0]})", compose)(*a, **k)
+    backward = carrier_mod.GatedLinearFn.backward
+    def backward_phase(ctx, gy):
+        PHASE[0] = "backward"
+        try: return backward(ctx, gy)
+        finally: PHASE[0] = "forward"
+    carrier_mod.GatedLinearFn.backward = staticmethod(backward_phase)
     carrier_mod._gate_grads = timed("gate gradients", carrier_mod._gate_grads)
     gates_mod.GateBank.gate = timed("gate values", gates_mod.GateBank.gate)
 
     opt_plain = adamw([p for p in plain.parameters() if p.requires_grad], lr=1e-6)
     def plain_step():
         plain.zero_grad(set_to_none=True)
-        plain(input_ids=ids, labels=ids).loss.backward()
+        with amp(): loss = plain(input_ids=ids, labels=ids).loss
+        loss.backward()
         timed("optimiser", opt_plain.step)()
 
     def carrier_step(c):
         opt_d, opt_g = adamw(c.delta_parameters(), lr=1e-6), torch.optim.SGD(c.gate_parameters(), lr=1e-6)   # as LCDD binds them
         def step():
             c.model.zero_grad(set_to_none=True)
-            (c.model(input_ids=ids, labels=ids).loss + 1e-4 * c.penalty()).backward()
+            with amp(): loss = c.model(input_ids=ids, labels=ids).loss + 1e-4 * c.penalty()
+            loss.backward()
             timed("optimiser", lambda: (opt_d.step(), opt_g.step()))()
         return step
 
@@ -88,8 +101,9 @@ def main():
                 CLOCK.clear(); t = time.perf_counter(); f(); steps[k].append(time.perf_counter() - t)
                 for name, v in CLOCK.items(): parts[k][name].append(v)
     med = {k: statistics.median(v) for k, v in steps.items()}
-    names = ("composition", "gate gradients", "gate values", "optimiser")
-    print(f"SmolLM2-135M ({lay.n_layers} layers), fp32, batch 8 x 64, {torch.get_num_threads()} threads, "
+    names = ("composition (forward)", "composition (backward)", "gate gradients", "gate values", "optimiser")
+    precision = "fp32" if args.mixed_precision == "no" else "fp32 weights, bf16 autocast"
+    print(f"SmolLM2-135M ({lay.n_layers} layers), {precision}, batch 8 x 64, {torch.get_num_threads()} threads, "
           f"{args.blocks} alternating blocks of {args.block} steps; medians in ms\n")
     print("| | " + " | ".join(kinds) + " |")
     print("|---|" + "---:|" * len(kinds))
@@ -99,7 +113,7 @@ def main():
         print(f"| {n} | " + " | ".join(f"{statistics.median(parts[k][n])*1000:.0f}" if parts[k][n] else "–" for k in kinds) + " |")
     for k in kinds:
         if k == "plain": continue
-        own = sum(statistics.median(parts[k][n]) for n in names[:3])
+        own = sum(statistics.median(parts[k][n]) for n in names[:4] if parts[k][n])
         opt_extra = statistics.median(parts[k]["optimiser"]) - statistics.median(parts["plain"]["optimiser"])
         rest = med[k] - med["plain"] - own - opt_extra
         print(f"\n{k}: extra {1000*(med[k]-med['plain']):.0f} ms over plain = composition + gate gradients + gate values "

@@ -72,29 +72,32 @@ def _gate_grads(gw, delta, r, c, open_sides, need_r: bool, need_c: bool, need_d:
     return gr, gc
 
 class GatedLinearFn(torch.autograd.Function):
-    "$y = x\\,(W_{base} + (r c^\\top)\\odot\\Delta)^\\top + b$ with a hand-written backward for $x$, $\\Delta$, $r$ and $c$."
+    "$y = x\\,(W_{base} + (r c^\\top)\\odot\\Delta)^\\top + b$ with a hand-written backward for $x$, $\\Delta$, $r$ and $c$ (the weight composed again there, except under autocast)."
     @staticmethod
     def forward(ctx, x, w_base, delta, r, c, bias):
         dev = x.device.type
         autocast = torch.is_autocast_enabled(dev)
         cdt = torch.get_autocast_dtype(dev) if autocast else w_base.dtype
+        # under autocast the composed low-precision weight is kept for dL/dx: a plain model's autocast keeps the same copy of its weights
+        keep = autocast and cdt != w_base.dtype and ctx.needs_input_grad[0]
         with torch.autocast(dev, enabled=False) if autocast else nullcontext():
             ctx.open_sides = (bool(r.all()), bool(c.all()))       # which form the gates take, decided once per step
-            w = _compose(w_base, delta, r, c, ctx.open_sides, _scratch(delta, "w", cdt))
+            w = _compose(w_base, delta, r, c, ctx.open_sides, torch.empty(delta.shape, dtype=cdt, device=delta.device) if keep
+                         else _scratch(delta, "w", cdt))
             xc = x.to(cdt)
             y = F.linear(xc, w, None if bias is None else bias.to(cdt))
-        ctx.save_for_backward(xc, w_base, delta, r, c)
+        ctx.save_for_backward(xc, w_base, delta, r, c, w if keep else None)
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        x, w_base, delta, r, c = ctx.saved_tensors
+        x, w_base, delta, r, c, w = ctx.saved_tensors
         need_x, _, need_d, need_r, need_c = ctx.needs_input_grad[:5]
         gx = gd = gr = gc = None
         dev = gy.device.type
         with torch.autocast(dev, enabled=False) if torch.is_autocast_enabled(dev) else nullcontext():
             gy = gy.to(x.dtype)
-            if need_x: gx = gy @ _compose(w_base, delta, r, c, ctx.open_sides, _scratch(delta, "w", x.dtype))
+            if need_x: gx = gy @ (w if w is not None else _compose(w_base, delta, r, c, ctx.open_sides, _scratch(delta, "w", x.dtype)))
             if need_d or need_r or need_c:
                 gw = (gy.reshape(-1, gy.shape[-1]).T @ x.reshape(-1, x.shape[-1])).to(delta.dtype)
                 gr, gc = _gate_grads(gw, delta, r, c, ctx.open_sides, need_r, need_c, need_d)
