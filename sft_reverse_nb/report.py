@@ -14,8 +14,9 @@ from .evaluation import KeywordJudge, plot_results, KL_LABELS, kl_columns
 
 # %% auto #0
 __all__ = ['MAIN_CONDITIONS', 'SBS_FILTERS', 'REPORT_CSS', 'REPORT_JS', 'figure_uri', 'carrier_figure', 'lcdd_figure',
-           'trigger_figure', 'html_table', 'results_html', 'verdicts', 'disagreement_flags', 'side_by_side_html',
-           'durability_html', 'durability_figure', 'sweep_html', 'report_sections', 'write_html_report']
+           'lcdd_budget_note', 'trigger_figure', 'html_table', 'results_html', 'verdicts', 'disagreement_flags',
+           'side_by_side_html', 'durability_html', 'durability_figure', 'sweep_html', 'report_sections',
+           'write_html_report']
 
 # %% ../nbs/13_report.ipynb #4fa040ed
 def figure_uri(fig) -> str:
@@ -50,6 +51,16 @@ def lcdd_figure(lcdd_dir):
     fig = Figure(figsize=(11, 2.8))
     plot_lcdd_dynamics(Path(lcdd_dir)/"metrics.jsonl", "LCDD dynamics", axs=fig.subplots(1, 3))
     return fig
+
+# %% ../nbs/13_report.ipynb #83d36983
+def lcdd_budget_note(lcdd_dir) -> str:
+    "A warning paragraph when the finished LCDD stage's budget was set mostly by drift (`drift_warning`); '' otherwise or before the stage finishes."
+    from sft_reverse_nb.lcdd import drift_warning
+    p = Path(lcdd_dir)/"complete.json"
+    if not p.exists(): return ""
+    done = load_json(p); cfg = done.get("config", {})
+    msg = drift_warning(cfg.get("budget", "ce"), done.get("baseline"), cfg.get("rho", 0.3), cfg.get("eps_abs", 0.0), cfg.get("lr", 0.0))
+    return f'<p class="warn">{html.escape(msg)}</p>' if msg else ""
 
 # %% ../nbs/13_report.ipynb #e6ae3d7f
 def trigger_figure(trigger_dir):
@@ -180,7 +191,7 @@ REPORT_CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2e
 table{border-collapse:collapse;margin:.8em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}
 th{background:#f2f2f2}img{max-width:100%}.fig{margin:1em 0}.v1{background:#fde2e2}.v0{background:#e3f4e3}
 .verdict{font-size:11px;color:#555;display:block;margin-top:3px}#sbs td.answer{white-space:pre-wrap;max-width:22em}
-.muted{color:#777;font-size:13px}"""
+.muted{color:#777;font-size:13px}.warn{color:#9a3b00;font-size:14px}"""
 
 # %% ../nbs/13_report.ipynb #ca00387a
 REPORT_JS = """function sftrFilter(){var on=[],n=0;document.querySelectorAll('input.sbs-filter').forEach(function(c){if(c.checked)on.push(c.value);});
@@ -204,7 +215,7 @@ def report_sections(res: dict, run_dir: Path, responses: dict, prompts: list[str
     lcdd, trig = run_dir/"lcdd", run_dir/"trigger"
     sec = [("Results", results_html(res) + _figure("behaviour rates and KL triad", plot_results, res))]
     if (lcdd/"carrier.safetensors").exists(): sec.append(("Carrier map and write channels", _figure("carrier map", carrier_figure, lcdd)))
-    if (lcdd/"metrics.jsonl").exists(): sec.append(("LCDD dynamics", _figure("LCDD dynamics", lcdd_figure, lcdd)))
+    if (lcdd/"metrics.jsonl").exists(): sec.append(("LCDD dynamics", lcdd_budget_note(lcdd) + _figure("LCDD dynamics", lcdd_figure, lcdd)))
     if (trig/"metrics.jsonl").exists(): sec.append(("Trigger loss", _figure("trigger loss", trigger_figure, trig)))
     if res.get("durability"):
         d = res["durability"]
