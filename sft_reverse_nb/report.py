@@ -55,11 +55,12 @@ def lcdd_figure(lcdd_dir):
 # %% ../nbs/13_report.ipynb #83d36983
 def lcdd_budget_note(lcdd_dir) -> str:
     "A warning paragraph when the finished LCDD stage's budget was set mostly by drift (`drift_warning`); '' otherwise or before the stage finishes."
-    from sft_reverse_nb.lcdd import drift_warning
+    from dataclasses import asdict
+    from sft_reverse_nb.lcdd import LCDDConfig, drift_warning
     p = Path(lcdd_dir)/"complete.json"
     if not p.exists(): return ""
-    done = load_json(p); cfg = done.get("config", {})
-    msg = drift_warning(cfg.get("budget", "ce"), done.get("baseline"), cfg.get("rho", 0.3), cfg.get("eps_abs", 0.0), cfg.get("lr", 0.0))
+    done = load_json(p); cfg = {**asdict(LCDDConfig()), **done.get("config", {})}      # a record without a setting ran with its default
+    msg = drift_warning(cfg["budget"], done.get("baseline"), cfg["rho"], cfg["eps_abs"], cfg["lr"])
     return f'<p class="warn">{html.escape(msg)}</p>' if msg else ""
 
 # %% ../nbs/13_report.ipynb #e6ae3d7f
