@@ -15,8 +15,8 @@ from .data import TaskData, load_records, read_parallel, dev_data_dir
 # %% auto #0
 __all__ = ['STYLE_DIM', 'CONTRACTIONS', 'STYLE_SETTINGS', 'TASK_SCORERS', 'BENIGN_TASKS', 'expand_contractions',
            'has_contraction', 'ngram_counts', 'hashed_features', 'feature_matrix', 'StyleClassifier',
-           'train_style_classifier', 'auc', 'style_validation', 'reference_split', 'style_classifier', 'StyleJudge',
-           'style_pairs', 'shakespeare_judge', 'task_scorers']
+           'train_style_classifier', 'auc', 'style_validation', 'reference_split', 'style_classifier', 'has_words',
+           'StyleJudge', 'style_pairs', 'shakespeare_judge', 'task_scorers']
 
 # %% ../nbs/04c_judges.ipynb #7fe3a1c7
 STYLE_DIM = 2 ** 18
@@ -187,11 +187,17 @@ def style_classifier(pairs: list[tuple[str, str]], ordinary: list[str] = (), set
     return clf
 
 # %% ../nbs/04c_judges.ipynb #256d0f0e
+def has_words(text: str) -> bool:
+    "Whether `text` holds at least one letter (any script): without one, a response has no words whose style could be judged."
+    return any(ch.isalpha() for ch in text)
+
 class StyleJudge:
-    "A `StyleClassifier` as an evaluation judge: one 0–1 style score per response; `name` records the classifier's fingerprint."
+    "A `StyleClassifier` as an evaluation judge: one 0–1 style score per response, 0 for a response without words (`has_words`); `name` records the classifier's fingerprint and that rule."
     def __init__(self, clf: StyleClassifier):
-        self.clf, self.name = clf, f"style-classifier:{clf.fingerprint[:12] or 'untracked'}"
-    def __call__(self, prompts: list[str], responses: list[str]) -> list[float]: return self.clf.score(list(responses))
+        self.clf, self.name = clf, f"style-classifier:{clf.fingerprint[:12] or 'untracked'}, wordless 0"
+    def __call__(self, prompts: list[str], responses: list[str]) -> list[float]:
+        responses = list(responses)
+        return [s if has_words(r) else 0.0 for s, r in zip(self.clf.score(responses), responses)]
 
 # %% ../nbs/04c_judges.ipynb #733247c1
 def style_pairs(data: TaskData) -> list[tuple[str, str]]:
