@@ -24,6 +24,7 @@ Settings such as the trigger's step count are chosen on this split, then measure
 TRIGGER_DIR is relative to RUN (default: `trigger`), e.g. `x/s1` for `sftr erase RUN --seed 1 --name x/s1`.
 """
 import argparse, random, time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -97,6 +98,9 @@ def main():
             for name, want in (("harmful", True), ("benign", False)):
                 sub = [t for p, t in zip(prompts, texts) if flags[p] == want]
                 if sub: line += f"; {name} {spec.rate(sub):.3f} (n={len(sub)})"
+        line += f"; {sum(len(t.split()) for t in texts) / max(len(texts), 1):.1f} words per answer"     # a collapsed model shows here
+        most, count = Counter(texts).most_common(1)[0] if texts else ("", 0)
+        if count > 1: line += f"; {count} answers are {most[:40]!r}"
         return texts, line
 
     if a.no_trigger:
