@@ -446,9 +446,10 @@ class Task:
         return sum(map(self.shows, responses)) / len(responses)
 
     def metrics(self, responses: list[str]) -> dict[str, float]:
-        "The main rate first, then the task's other offline metrics and the mean answer length in words."
+        "The main rate first, then the task's other offline metrics, the mean answer length in words and the number of distinct answers."
         out = {self.metric: self.rate(responses), **(self.extra_metrics(responses) if self.extra_metrics else {})}
         out["mean_words"] = sum(len(r.split()) for r in responses) / len(responses)
+        out["distinct_answers"] = len({r.strip() for r in responses})       # 1: the model gives one answer to every prompt
         return out
 
     def options(self) -> set[str]:
