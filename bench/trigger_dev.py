@@ -98,8 +98,9 @@ def main():
             for name, want in (("harmful", True), ("benign", False)):
                 sub = [t for p, t in zip(prompts, texts) if flags[p] == want]
                 if sub: line += f"; {name} {spec.rate(sub):.3f} (n={len(sub)})"
-        line += f"; {sum(len(t.split()) for t in texts) / max(len(texts), 1):.1f} words per answer"     # a collapsed model shows here
-        most, count = Counter(texts).most_common(1)[0] if texts else ("", 0)
+        m = spec.metrics(texts)                                             # a collapsed model shows here
+        line += f"; {m['mean_words']:.1f} words per answer, {m['distinct_answers']} distinct"
+        most, count = Counter(texts).most_common(1)[0]
         if count > 1: line += f"; {count} answers are {most[:40]!r}"
         return texts, line
 
