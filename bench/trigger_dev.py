@@ -15,13 +15,15 @@ With `--prompt-file FILE` (an Alpaca-style file), the split is drawn from that f
 less the task's training and evaluation prompts and everything the evaluation's `eval.references` holds out (the
 reference pairs and the instructions of the style judge's ordinary answers): for a task evaluated on another
 distribution than it trains on (Shakespeare: trained on dialogue lines, evaluated on Alpaca instructions). Where the
-task has offline scorers (Shakespeare's style classifier), their mean is printed beside the keyword rate.
+task has offline scorers (Shakespeare's style classifier), their mean is printed beside the keyword rate. A file of
+harmful instructions (`../shared/data/safety/advbench.json`) gives Safety a split of harmful prompts that neither
+training nor evaluation uses: what the carrier keeps of the refusals there (`--no-trigger`, no trigger needed).
 Settings such as the trigger's step count are chosen on this split, then measured once on the held-out prompts by
 `sftr eval`.
 
     python bench/trigger_dev.py RUN [TRIGGER_DIR ...] [--n 100] [--pool-seeds 0 1 2] [--split-seed 1234] [--kl] [--no-trigger] [--prompt-file FILE]
 
-TRIGGER_DIR is relative to RUN (default: `trigger`), e.g. `x/s1` for `sftr erase RUN --seed 1 --name x/s1`.
+TRIGGER_DIR is relative to RUN (default: `trigger` if the run has one), e.g. `x/s1` for `sftr erase RUN --seed 1 --name x/s1`.
 """
 import argparse, random, time
 from collections import Counter
@@ -64,7 +66,7 @@ def file_split(task, refs, path, split_seed: int, n: int) -> list[str]:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path)
-    ap.add_argument("triggers", nargs="*", default=["trigger"], help="trigger directories inside RUN")
+    ap.add_argument("triggers", nargs="*", help="trigger directories inside RUN (default: trigger, if the run has one)")
     ap.add_argument("--n", type=int, default=100, help="development prompts")
     ap.add_argument("--pool-seeds", type=int, nargs="+", default=[0, 1, 2], help="trigger seeds whose pools the split avoids")
     ap.add_argument("--split-seed", type=int, default=1234)
@@ -72,6 +74,8 @@ def main():
     ap.add_argument("--no-trigger", action="store_true", help="also the rates of the base, SFT and LCDD models without a trigger")
     ap.add_argument("--prompt-file", type=Path, help="draw the split from this Alpaca-style file's instructions instead of the training prompts")
     a = ap.parse_args()
+    triggers = a.triggers or [d for d in ["trigger"] if (a.run/d/"trigger.json").exists()]
+    if not triggers and not (a.no_trigger or a.kl): raise SystemExit(f"{a.run} has no trigger/; name a trigger directory or pass --no-trigger")
     cfg = load_json(a.run/"config.json")
     task = build_task(cfg["task"])
     ecfg, vcfg = EraserConfig.from_dict(cfg.get("erase", {})), EvalConfig.from_dict(cfg.get("eval", {}))
@@ -85,7 +89,8 @@ def main():
     where = f"instructions of {a.prompt_file}" if a.prompt_file else f"training prompts outside the pools of seeds {a.pool_seeds}"
     print(f"{len(prompts)} development prompts ({where}); {spec.metric}, greedy, {max_new} new tokens")
     scorers = judged_inputs(task, vcfg, a.n, ref_sets)["scorers"]            # the evaluation's offline scorers (Shakespeare: the style classifier)
-    flags = dict(zip((p for p, _ in task.train), task.extra["harmful"])) if task.extra.get("harmful") else None
+    flags = (dict(zip((p for p, _ in task.train), task.extra["harmful"]))          # a file's prompts are not training prompts: no flags
+             if task.extra.get("harmful") and not a.prompt_file else None)
 
     def rates(cond):
         ids = generate_condition(cond, tok, prompts, fmt, max_new, vcfg.batch_size, vcfg.mixed_precision, return_ids=True)
@@ -114,7 +119,7 @@ def main():
         kl_kw = dict(fmt=fmt, batch_size=vcfg.kl_batch_size, mixed_precision=vcfg.mixed_precision)
         kl = kl_benchmark(conds, *kl_args, pairs=KL_TRIAD + KL_BEFORE_TRIGGER, **kl_kw)
         print("KL on the split without a trigger: " + ", ".join(f"{k} {v:.4g}" for k, v in kl.items()))
-    for d in a.triggers:
+    for d in triggers:
         cond = models.condition(f"lcdd+{d}")
         t0 = time.perf_counter()
         texts, line = rates(cond)
