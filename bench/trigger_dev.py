@@ -74,7 +74,7 @@ def main():
     ap.add_argument("--no-trigger", action="store_true", help="also the rates of the base, SFT and LCDD models without a trigger")
     ap.add_argument("--prompt-file", type=Path, help="draw the split from this Alpaca-style file's instructions instead of the training prompts")
     a = ap.parse_args()
-    triggers = a.triggers or [d for d in ["trigger"] if (a.run/d/"trigger.json").exists()]
+    triggers = a.triggers or (["trigger"] if (a.run/"trigger"/"trigger.json").exists() else [])
     if not triggers and not (a.no_trigger or a.kl): raise SystemExit(f"{a.run} has no trigger/; name a trigger directory or pass --no-trigger")
     cfg = load_json(a.run/"config.json")
     task = build_task(cfg["task"])
@@ -95,7 +95,8 @@ def main():
     def rates(cond):
         ids = generate_condition(cond, tok, prompts, fmt, max_new, vcfg.batch_size, vcfg.mixed_precision, return_ids=True)
         texts = [tok.decode(x, skip_special_tokens=True).strip() for x in ids]
-        line = f"{spec.metric} {spec.rate(texts):.3f}"
+        m = spec.metrics(texts)                                             # the rate, and what shows a collapsed model
+        line = f"{spec.metric} {m[spec.metric]:.3f}"
         for name, judge in scorers.items():
             scores = judge(prompts, texts)
             line += f"; {name} {sum(scores) / len(scores):.3f}"
@@ -103,7 +104,6 @@ def main():
             for name, want in (("harmful", True), ("benign", False)):
                 sub = [t for p, t in zip(prompts, texts) if flags[p] == want]
                 if sub: line += f"; {name} {spec.rate(sub):.3f} (n={len(sub)})"
-        m = spec.metrics(texts)                                             # a collapsed model shows here
         line += f"; {m['mean_words']:.1f} words per answer, {m['distinct_answers']} distinct"
         most, count = Counter(texts).most_common(1)[0]
         if count > 1: line += f"; {count} answers are {most[:40]!r}"
