@@ -11,6 +11,9 @@ the behaviour (with their token counts). Where the task marks harmful training p
 into harmful prompts (refusals left) and benign ones (over-refusal). With `--no-trigger`, the same for the base, SFT and
 LCDD models without a trigger, so the trigger's rate has its two ends on the same prompts. With `--kl`, also the KL
 triad on the split, as `sftr eval` computes it on the held-out prompts (the SFT model's greedy answers to the split prompts as references, the run's `eval` settings).
+With `--nll` (needs `--prompt-file`), also each condition's reference NLL on the split: the mean NLL per token of the
+file's own answers to the split instructions, teacher-forced, as `sftr eval` computes `ref_nll` on its held-out
+references; the utility targets (@LCDD against @SFT, @Trig against @Base) can then be read off the split too.
 With `--prompt-file FILE` (an Alpaca-style file), the split is drawn from that file's input-free instructions instead,
 less the task's training and evaluation prompts and everything the evaluation's `eval.references` holds out (the
 reference pairs and the instructions of the style judge's ordinary answers): for a task evaluated on another
@@ -21,7 +24,7 @@ training nor evaluation uses: what the carrier keeps of the refusals there (`--n
 Settings such as the trigger's step count are chosen on this split, then measured once on the held-out prompts by
 `sftr eval`.
 
-    python bench/trigger_dev.py RUN [TRIGGER_DIR ...] [--n 100] [--pool-seeds 0 1 2] [--split-seed 1234] [--kl] [--no-trigger] [--prompt-file FILE]
+    python bench/trigger_dev.py RUN [TRIGGER_DIR ...] [--n 100] [--pool-seeds 0 1 2] [--split-seed 1234] [--kl] [--no-trigger] [--prompt-file FILE [--nll]]
 
 TRIGGER_DIR is relative to RUN (default: `trigger` if the run has one), e.g. `x/s1` for `sftr erase RUN --seed 1 --name x/s1`.
 """
@@ -35,7 +38,7 @@ from sft_reverse_nb.artefacts import load_json
 from sft_reverse_nb.data import load_records
 from sft_reverse_nb.data import get_task
 from sft_reverse_nb.eraser import EraserConfig, trigger_pool
-from sft_reverse_nb.evaluation import KL_BEFORE_TRIGGER, KL_TRIAD, EvalConfig, generate_condition, kl_benchmark, kl_reference_set
+from sft_reverse_nb.evaluation import KL_BEFORE_TRIGGER, KL_TRIAD, EvalConfig, generate_condition, kl_benchmark, kl_reference_set, reference_nll
 from sft_reverse_nb.pipeline import RunModels, build_task, config_format, config_tokenizer, judged_inputs, reference_sets
 
 
@@ -49,6 +52,16 @@ def dev_split(task, n_prompts: int, pool_seeds, split_seed: int, n: int) -> list
     assert not held & set(dev), "a development prompt is also a held-out evaluation prompt"
     if len(dev) < n: raise SystemExit(f"only {len(dev)} training prompts lie outside the pools; lower --n or use fewer --pool-seeds")
     return dev
+
+
+def file_answers(path, prompts) -> list[tuple[str, str]]:
+    "The (instruction, answer) pairs of the Alpaca-style file `path` for those of `prompts` whose first input-free row there has a non-empty answer, in their order: `--nll`'s references."
+    first = {}
+    for r in load_records(path):
+        if not str(r.get("input") or "").strip(): first.setdefault(r["instruction"].strip(), str(r.get("output", "")).strip())
+    missing = [p for p in prompts if p not in first]
+    if missing: raise SystemExit(f"{len(missing)} split instructions are not input-free instructions of {path}, e.g. {missing[0][:60]!r}")
+    return [(p, first[p]) for p in prompts if first[p]]
 
 
 def file_split(task, refs, path, split_seed: int, n: int) -> list[str]:
@@ -72,8 +85,10 @@ def main():
     ap.add_argument("--split-seed", type=int, default=1234)
     ap.add_argument("--kl", action="store_true", help="also the KL triad on the split (the SFT model's greedy answers as references)")
     ap.add_argument("--no-trigger", action="store_true", help="also the rates of the base, SFT and LCDD models without a trigger")
+    ap.add_argument("--nll", action="store_true", help="also each condition's reference NLL on the split (the prompt file's own answers, teacher-forced)")
     ap.add_argument("--prompt-file", type=Path, help="draw the split from this Alpaca-style file's instructions instead of the training prompts")
     a = ap.parse_args()
+    if a.nll and not a.prompt_file: raise SystemExit("--nll reads the reference answers from the prompt file; pass --prompt-file")
     triggers = a.triggers or (["trigger"] if (a.run/"trigger"/"trigger.json").exists() else [])
     if not triggers and not (a.no_trigger or a.kl): raise SystemExit(f"{a.run} has no trigger/; name a trigger directory or pass --no-trigger")
     cfg = load_json(a.run/"config.json")
@@ -82,6 +97,8 @@ def main():
     ref_sets = reference_sets(task, vcfg)                              # the evaluation's own split of its references, read once
     prompts = (file_split(task, ref_sets, a.prompt_file, a.split_seed, a.n) if a.prompt_file
                else dev_split(task, ecfg.n_prompts, a.pool_seeds, a.split_seed, a.n))
+    answers = file_answers(a.prompt_file, prompts) if a.nll else None
+    if answers is not None: print(f"reference NLL on the {len(answers)} split instructions with an answer in {a.prompt_file}")
     tok = config_tokenizer(cfg); fmt = config_format(cfg, tok)
     models = RunModels(a.run, cfg, "cpu", False, tok)                # checks every trigger against the run's recorded weights
     spec = get_task(task.task)
@@ -104,6 +121,8 @@ def main():
             for name, want in (("harmful", True), ("benign", False)):
                 sub = [t for p, t in zip(prompts, texts) if flags[p] == want]
                 if sub: line += f"; {name} {spec.rate(sub):.3f} (n={len(sub)})"
+        if answers:
+            line += f"; ref NLL {reference_nll(cond.model, tok, answers, cond.trigger, fmt, vcfg.kl_batch_size, vcfg.mixed_precision):.3f}"
         line += f"; {m['mean_words']:.1f} words per answer, {m['distinct_answers']} distinct"
         most, count = Counter(texts).most_common(1)[0]
         if count > 1: line += f"; {count} answers are {most[:40]!r}"

@@ -57,3 +57,8 @@ def test_trigger_dev_file_split_holds_out_what_eval_reads(tmp_path):
     assert not {q for q in dev if int(q[1:]) % 7 == 0}                       # rows with an input are not instructions on their own
     assert dev == trigger_dev.file_split(task, refs, f, 1234, 100) != trigger_dev.file_split(task, refs, f, 99, 100)
     with pytest.raises(SystemExit, match="lower --n"): trigger_dev.file_split(task, refs, f, 1234, 10_000)
+    pairs = trigger_dev.file_answers(f, dev)                                 # --nll's references: the file's own answers
+    assert [q for q, _ in pairs] == dev and all(a == f"a{q[1:]}" for q, a in pairs)
+    rows[5]["output"] = ""; f.write_text(json.dumps(rows))                    # an instruction without an answer is no reference
+    assert trigger_dev.file_answers(f, ["q5", "q6"]) == [("q6", "a6")]
+    with pytest.raises(SystemExit, match="not input-free"): trigger_dev.file_answers(f, ["q7"])   # q7 has an input
