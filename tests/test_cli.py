@@ -93,7 +93,7 @@ def _at_dev_data(value):
     return value
 
 
-@pytest.mark.parametrize("example", ["safety-smollm2-cpu.json", "safety-1to1-smollm2-cpu.json", "shakespeare-smollm2-cpu.json"])
+@pytest.mark.parametrize("example", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "examples" / "configs").glob("*.json")))
 def test_example_configs_load_as_shipped(example):
     "The shipped example configurations resolve as a user passes them (`_comment` keys are comments) and their tasks load from the data they name."
     from sft_reverse_nb.pipeline import resolve_config, build_task
