@@ -7,9 +7,12 @@ a 20-token trigger, weights frozen. Three steps on the same batch, alternating i
   k positions), Eqs. 6-8 (channel MSE, tail KL against precomputed base targets, L2), backward, clip, Adam, PGD;
 - `bare`: the same forward (same inputs, `logits_to_keep=k`) with a trivial loss and a backward to the trigger only;
 - `loop`: the same loss computed one prompt at a time (each prompt its own forward/backward, gradients accumulated,
-  one Adam step), as a per-prompt implementation does.
+  one Adam step), as a per-prompt implementation does;
+- `shared`: our step with the shared head (`EraserConfig.share_prefix`, the default since it was added): the trigger and
+  the tokens every prompt starts with (SmolLM2's system turn) run once at batch size 1, the rows attend to their cache.
+  `ours` and `bare` give every row its own copy, as the stage did before.
 
-Targets: ours / bare <= 1.10; loop / ours >= 2.0 (DESIGN.md: >= 1.7).
+Targets: ours / bare <= 1.10; loop / ours >= 2.0 (DESIGN.md: >= 1.7). Printed too: shared / ours.
 
     python bench/trigger_step.py [--run RUN] [--reps 6] [--mixed-precision bf16|no]
 """
@@ -22,8 +25,8 @@ import torch
 from sft_reverse_nb.arch import load_model, layout_of
 from sft_reverse_nb.data import builtin_prompts, chat_format
 from sft_reverse_nb.arch import load_tokenizer
-from sft_reverse_nb.eraser import (EraserTargets, base_targets, carrier_channels, init_trigger, project_ball, tail_mask, trigger_forward,
-                                   trigger_loss)
+from sft_reverse_nb.eraser import (EraserTargets, base_targets, carrier_channels, init_trigger, project_ball, shared_head, tail_mask,
+                                   trigger_forward, trigger_loss)
 from sft_reverse_nb.generate import pad_left, prefixed_inputs, pad_id
 
 
@@ -56,12 +59,17 @@ def main():
     opt = torch.optim.Adam([tau], lr=3e-3)
     enc = pad_left(ids, pad)
     idx = torch.arange(len(ids))
+    h = shared_head(ids, args.k)
+    tail, head = pad_left([x[h:] for x in ids], pad), torch.tensor(ids[0][:h])
 
-    def ours():
-        with ac(): st, lg = trigger_forward(model, tau, enc, layers, args.k)
+    def step(enc, head=None):
+        with ac(): st, lg = trigger_forward(model, tau, enc, layers, args.k, head=head)
         loss, _ = trigger_loss(st, lg, tau, targets, idx, channels)
         opt.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_([tau], 1.0); opt.step(); project_ball(tau.data, 1.0)
+
+    def ours(): step(enc)
+    def shared(): step(tail, head)
 
     def bare():
         with ac():
@@ -78,7 +86,7 @@ def main():
             (loss / len(ids)).backward()
         torch.nn.utils.clip_grad_norm_([tau], 1.0); opt.step(); project_ball(tau.data, 1.0)
 
-    variants = {"ours": ours, "bare": bare, "loop": loop}
+    variants = {"ours": ours, "bare": bare, "loop": loop, "shared": shared}
     for f in variants.values(): f()                                       # warm-up
     times = {k: [] for k in variants}
     for _ in range(args.reps):
@@ -88,10 +96,11 @@ def main():
                 t = time.perf_counter(); f(); times[name].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"SmolLM2-135M-Instruct, CPU {torch.get_num_threads()} threads, {args.mixed_precision}, {len(ids)} prompts "
-          f"(max {max(map(len, ids))} tokens) + {args.n_tokens}-token trigger, {sum(map(len, channels.values()))} channels in {len(channels)} layers")
+          f"(max {max(map(len, ids))} tokens, {h} shared) + {args.n_tokens}-token trigger, {sum(map(len, channels.values()))} channels in {len(channels)} layers")
     for k, v in med.items(): print(f"  {k:>5}: median {1000 * v:8.1f} ms over {len(times[k])} steps")
     print(f"ratio ours/bare = {med['ours'] / med['bare']:.3f}   (target <= 1.10)")
     print(f"ratio loop/ours = {med['loop'] / med['ours']:.2f}    (target >= 2.0)")
+    print(f"ratio shared/ours = {med['shared'] / med['ours']:.3f}   (the shared head's step against every row carrying its own copy)")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_eraser.ipynb #8847c16f
 from __future__ import annotations
-import json, math, os
+import inspect, json, math, os
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
@@ -15,7 +15,7 @@ from .arch import layout_of
 from .artefacts import save_json, load_json, save_tensors, load_tensors, atomic_dir
 from .carrier import Carrier
 from .data import ChatFormat, chat_format
-from .generate import pad_left, prefixed_inputs, generate, teacher_force, pad_id
+from .generate import pad_left, prefixed_inputs, position_ids, generate, teacher_force, pad_id
 from .provenance import ProvenanceError, digest, tensor_fingerprint, weights_fingerprint, tokenizer_fingerprint
 from .train import StrictConfig, setting, options_table, Stage, fit, micro_batch, shard
 from .provenance import stage_inputs, reuse_complete, is_complete
@@ -23,9 +23,9 @@ from .artefacts import read_metrics
 
 # %% auto #0
 __all__ = ['CHANNEL_MODES', 'TRIGGER_FORMAT', 'carrier_channels', 'random_channels', 'capture_last_token', 'trigger_forward',
-           'EraserTargets', 'tail_mask', 'base_targets', 'trigger_loss', 'init_trigger', 'project_ball', 'Trigger',
-           'EraserConfig', 'resolve_channels', 'greedy_answers', 'anchor_answers', 'trigger_lr', 'trigger_pool',
-           'EraseStage', 'train_trigger']
+           'shared_head', 'cache_keyword', 'shared_prefix_cache', 'EraserTargets', 'tail_mask', 'base_targets',
+           'trigger_loss', 'init_trigger', 'project_ball', 'Trigger', 'EraserConfig', 'resolve_channels',
+           'greedy_answers', 'anchor_answers', 'trigger_lr', 'trigger_pool', 'EraseStage', 'train_trigger']
 
 # %% ../nbs/07_eraser.ipynb #fa417c56
 CHANNEL_MODES = ("write", "ffn_write", "attn_write", "all")
@@ -78,12 +78,46 @@ def capture_last_token(model, layers, offset: torch.Tensor | None = None):
 
 
 # %% ../nbs/07_eraser.ipynb #70ad2a3b
-def trigger_forward(model, trigger: torch.Tensor | None, enc: dict, layers, k: int, offset: torch.Tensor | None = None):
-    "One forward pass over a left-padded batch with `trigger` prepended: last-prompt-token states at `layers` (see `capture_last_token`) and logits at the last `k` positions (zeros in front where the batch is shorter)."
+def trigger_forward(model, trigger: torch.Tensor | None, enc: dict, layers, k: int, offset: torch.Tensor | None = None,
+                    head: torch.Tensor | None = None):
+    "One forward pass over a left-padded batch with `trigger` prepended: last-prompt-token states at `layers` (see `capture_last_token`) and logits at the last `k` positions (zeros in front where the batch is shorter). With `head`, the token ids every row starts with (left out of `enc`), the trigger and the head run once and the rows attend to their cached keys and values (`shared_prefix_cache`)."
+    if head is None or not len(head): inputs = prefixed_inputs(model, enc["input_ids"], enc["attention_mask"], trigger)
+    else:
+        cache, n = shared_prefix_cache(model, trigger, head, enc["input_ids"].shape[0])
+        mask = torch.cat([enc["attention_mask"].new_ones(enc["attention_mask"].shape[0], n), enc["attention_mask"]], 1)
+        inputs = {"input_ids": enc["input_ids"], "attention_mask": mask, "position_ids": position_ids(mask)[:, n:], cache_keyword(model): cache}
     with capture_last_token(model, layers, offset) as store:
-        lg = model(**prefixed_inputs(model, enc["input_ids"], enc["attention_mask"], trigger), logits_to_keep=k).logits
+        lg = model(**inputs, logits_to_keep=k).logits
     if lg.shape[1] < k: lg = torch.cat([lg.new_zeros(lg.shape[0], k - lg.shape[1], lg.shape[2]), lg], 1)
     return dict(store), lg
+
+
+# %% ../nbs/07_eraser.ipynb #375dd55e
+def shared_head(rows: list[list[int]], keep: int) -> int:
+    "How many leading tokens all `rows` share, leaving each row at least `keep` tokens of its own (0: nothing to share)."
+    n = min(map(len, rows)) - keep
+    first = rows[0]
+    for r in rows[1:]:
+        if n <= 0: break
+        n = next((i for i in range(n) if r[i] != first[i]), n)
+    return max(n, 0)
+
+def cache_keyword(model) -> str:
+    "The name under which this transformers' `forward` takes a key/value cache: `cache` (5.x) or `past_key_values` (4.x)."
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+def shared_prefix_cache(model, trigger: torch.Tensor | None, head: torch.Tensor, batch_size: int):
+    "The keys and values of `trigger` followed by the token ids `head`, computed once (batch size 1) and repeated for `batch_size` rows; and their length."
+    emb = model.get_input_embeddings()
+    x = emb(head.reshape(1, -1).to(emb.weight.device))
+    if trigger is not None: x = torch.cat([trigger.to(device=x.device, dtype=x.dtype)[None], x], 1)
+    body = model.get_decoder() if hasattr(model, "get_decoder") else model          # the decoder stack alone: no logits are needed here
+    out = body(inputs_embeds=x, position_ids=torch.arange(x.shape[1], device=x.device)[None], use_cache=True)
+    cache = out.cache if getattr(out, "cache", None) is not None else getattr(out, "past_key_values", None)
+    if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+        raise ValueError(f"{type(model).__name__} returned no key/value cache that can be repeated over a batch; set erase.share_prefix to false")
+    cache.batch_repeat_interleave(batch_size)
+    return cache, x.shape[1]
 
 
 # %% ../nbs/07_eraser.ipynb #7bb86b32
@@ -303,6 +337,8 @@ class EraserConfig(StrictConfig):
     seed: int = setting(0, 'seed of the prompt pool, the batch order and the initial trigger')
     device: str = setting("auto", 'auto, cpu, cuda or cuda:N')
     mixed_precision: str = setting("no", 'no, bf16 or fp16', choices=('no', 'bf16', 'fp16'))
+    share_prefix: bool = setting(True, "run the trigger and the tokens every pool prompt starts with (the chat template's opening) once per step at batch size 1, "
+                                       "every row attending to their cached keys and values: the same loss with fewer token passes (false: each row carries its own copy)")
     target_batch_size: int = setting(16, "batch size of the base model's target pass")
     save_every: int = setting(100, 'checkpoint the training state every N steps')
     log_every: int = setting(1, 'append to metrics.jsonl every N steps')
@@ -318,7 +354,7 @@ class EraserConfig(StrictConfig):
         self.need(self.answer_source == "base" or self.answer_tokens > 0,
                   f"answer_source={self.answer_source!r} chooses the answers that answer_tokens anchors, but answer_tokens is 0; set answer_tokens > 0")
         self.need_numbers("max_grad_norm", positive=True, optional=True)
-        for k in ("random_channels", "output_only", "no_kl"): self.need(isinstance(getattr(self, k), bool), f"{k} must be true or false, got {getattr(self, k)!r}")
+        for k in ("random_channels", "output_only", "no_kl", "share_prefix"): self.need(isinstance(getattr(self, k), bool), f"{k} must be true or false, got {getattr(self, k)!r}")
         self.need(not (self.output_only and self.no_kl), "output_only and no_kl together leave no loss to train; drop one of them")
         self.need(not (self.output_only and self.mse_scale != "none"), f"mse_scale={self.mse_scale!r} scales the MSE term, which output_only removes; drop one of them")
         try: ok = self.device == "auto" or torch.device(self.device) is not None
@@ -438,6 +474,9 @@ class EraseStage(Stage):
                                       self.cfg.target_batch_size, backend.autocast)
         _check_context(self.model, self.cfg.n_tokens, [x + a for x, a in zip(self.ids, self.answers)])
         self.width = self.cfg.k + max(map(len, self.answers))
+        rows = [x + a for x, a in zip(self.ids, self.answers)]
+        self.head = shared_head(rows, self.width) if self.cfg.share_prefix else 0     # the pool's common opening, run once per step
+        self.head_ids = torch.tensor(rows[0][:self.head], device=backend.device) if self.head else None
         self.targets = base_targets(self.base, self.ids, self.pad, self.channels, self.cfg.k, self.cfg.target_batch_size,
                                     with_kl=not self.cfg.no_kl, autocast=backend.autocast, answers=self.answers)
         work.requires_grad_(False); work.eval()
@@ -451,12 +490,12 @@ class EraseStage(Stage):
 # %% ../nbs/07_eraser.ipynb #2b6e9e25
 @patch
 def batches(self: EraseStage, step: int, device) -> list:
-    "One micro-batch per step: this process's rows of the global batch `step` (row indices, row weights, left-padded prompts with their answers, answer lengths); sets the step's learning rate."
+    "One micro-batch per step: this process's rows of the global batch `step` (row indices, row weights, left-padded prompts with their answers less the shared head, answer lengths); sets the step's learning rate."
     for g in self.opt.param_groups: g["lr"] = trigger_lr(self.cfg, step, self.total)     # from the step alone: a resume continues the schedule exactly
     self.step, batch = step, micro_batch(len(self.pool), self.cfg.batch_size, self.cfg.seed, step)
     mine = shard(batch, self.rank, self.world)
     idx = mine or batch[:1]                      # an empty share runs a stand-in row of weight 0: it still joins the all-reduce
-    return [(idx, torch.full((len(idx),), float(bool(mine))), pad_left([self.ids[i] + self.answers[i] for i in idx], self.pad, device),
+    return [(idx, torch.full((len(idx),), float(bool(mine))), pad_left([(self.ids[i] + self.answers[i])[self.head:] for i in idx], self.pad, device),
              torch.tensor([len(self.answers[i]) for i in idx]))]
 
 
@@ -465,7 +504,7 @@ def batches(self: EraseStage, step: int, device) -> list:
 def loss(self: EraseStage, module, batch) -> torch.Tensor:
     "The whole batch's trigger loss (Eqs. 6–8, rows pooled over the processes); the trigger that scores it is kept if it is the best so far."
     idx, weight, enc, offset = batch
-    states, logits = trigger_forward(module, self.tau, enc, sorted(self.channels), self.width, offset)
+    states, logits = trigger_forward(module, self.tau, enc, sorted(self.channels), self.width, offset, self.head_ids)
     with torch.autocast(enc["input_ids"].device.type, enabled=False):
         loss, self.parts = trigger_loss(states, logits, self.tau, self.targets, torch.tensor(idx), self.channels, self.cfg.alpha, self.cfg.gamma,
                                         use_mse=not self.cfg.output_only, use_kl=not self.cfg.no_kl, weight=weight, sum_all=self.sum_all,
@@ -497,7 +536,7 @@ def finish(self: EraseStage, trained: nn.Module, out_dir) -> Trigger:
         "carrier": str(c) if c is not None and not isinstance(c, Carrier) else ("<in memory>" if c is not None else None),
         "channels": {str(l): ch for l, ch in self.channels.items()}, "n_channels": sum(map(len, self.channels.values())),
         "config": asdict(self.cfg), "best_loss": self.best_loss, "best_step": self.best_step, "steps": self.cfg.steps, "losses": self.losses,
-        "n_prompts": len(self.pool), "inputs": self.inputs})
+        "n_prompts": len(self.pool), "shared_head": self.head, "inputs": self.inputs})
     if out_dir is not None:
         self.trigger.save(out_dir)
         self.trigger.export_peft(out_dir/"peft", self.model)
