@@ -54,11 +54,15 @@ def dev_split(task, n_prompts: int, pool_seeds, split_seed: int, n: int) -> list
     return dev
 
 
+def instruction_rows(path) -> list[tuple[str, str]]:
+    "(instruction, answer) of every input-free row of the Alpaca-style file `path`, both stripped, in file order."
+    return list((r["instruction"].strip(), str(r.get("output", "")).strip()) for r in load_records(path) if not str(r.get("input") or "").strip())
+
+
 def file_answers(path, prompts) -> list[tuple[str, str]]:
     "The (instruction, answer) pairs of the Alpaca-style file `path` for those of `prompts` whose first input-free row there has a non-empty answer, in their order: `--nll`'s references."
     first = {}
-    for r in load_records(path):
-        if not str(r.get("input") or "").strip(): first.setdefault(r["instruction"].strip(), str(r.get("output", "")).strip())
+    for q, a in instruction_rows(path): first.setdefault(q, a)
     missing = [p for p in prompts if p not in first]
     if missing: raise SystemExit(f"{len(missing)} split instructions are not input-free instructions of {path}, e.g. {missing[0][:60]!r}")
     return [(p, first[p]) for p in prompts if first[p]]
@@ -68,9 +72,7 @@ def file_split(task, refs, path, split_seed: int, n: int) -> list[str]:
     "Input-free instructions of the Alpaca-style file `path`, less the task's prompts and the evaluation's `refs` (`reference_sets`: its held-out pairs and the instructions of its ordinary answers), shuffled with `split_seed`, the first `n`."
     held, ordinary = refs[0], set(refs[1])
     skip = {p for p, _ in task.train} | set(task.eval_prompts) | {q for q, _ in held}
-    rows = [r for r in load_records(path) if not str(r.get("input") or "").strip()]
-    dev = list(dict.fromkeys(r["instruction"].strip() for r in rows
-                             if r["instruction"].strip() not in skip and str(r.get("output", "")).strip() not in ordinary))
+    dev = list(dict.fromkeys(q for q, a in instruction_rows(path) if q not in skip and a not in ordinary))
     random.Random(split_seed).shuffle(dev)
     if len(dev) < n: raise SystemExit(f"only {len(dev)} instructions of {path} are outside the task's prompts and the evaluation's references; lower --n")
     return dev[:n]
