@@ -92,10 +92,11 @@ def trigger_forward(model, trigger: torch.Tensor | None, enc: dict, layers, k: i
     return dict(store), lg
 
 
-# %% ../nbs/07_eraser.ipynb #375dd55e
-def shared_head(rows: list[list[int]], keep: int) -> int:
-    "How many leading tokens all `rows` share, leaving each row at least `keep` tokens of its own (0: nothing to share)."
-    n = min(map(len, rows)) - keep
+# %% ../nbs/07_eraser.ipynb #7fa81b0c
+def shared_head(rows: list[list[int]], keep: int | list[int]) -> int:
+    "How many leading tokens all `rows` share, leaving each row at least `keep` tokens of its own (one number, or one per row; 0: nothing to share)."
+    keep = [keep] * len(rows) if isinstance(keep, int) else keep
+    n = min(len(r) - k for r, k in zip(rows, keep))
     first = rows[0]
     for r in rows[1:]:
         if n <= 0: break
@@ -475,7 +476,8 @@ class EraseStage(Stage):
         _check_context(self.model, self.cfg.n_tokens, [x + a for x, a in zip(self.ids, self.answers)])
         self.width = self.cfg.k + max(map(len, self.answers))
         rows = [x + a for x, a in zip(self.ids, self.answers)]
-        self.head = shared_head(rows, self.width) if self.cfg.share_prefix else 0     # the pool's common opening, run once per step
+        keep = [min(self.cfg.k, len(x)) + len(a) for x, a in zip(self.ids, self.answers)]      # each row's KL positions stay its own
+        self.head = shared_head(rows, keep) if self.cfg.share_prefix else 0     # the pool's common opening, run once per step
         self.head_ids = torch.tensor(rows[0][:self.head], device=backend.device) if self.head else None
         self.targets = base_targets(self.base, self.ids, self.pad, self.channels, self.cfg.k, self.cfg.target_batch_size,
                                     with_kl=not self.cfg.no_kl, autocast=backend.autocast, answers=self.answers)
