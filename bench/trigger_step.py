@@ -14,7 +14,7 @@ a 20-token trigger, weights frozen. Three steps on the same batch, alternating i
 
 Targets: ours / bare <= 1.10; loop / ours >= 2.0 (DESIGN.md: >= 1.7). Printed too: shared / ours.
 
-    python bench/trigger_step.py [--run RUN] [--reps 6] [--mixed-precision bf16|no]
+    python bench/trigger_step.py [--run RUN] [--reps 6] [--mixed-precision bf16|no] [--answer-tokens 16]
 """
 import argparse, statistics, time
 from contextlib import nullcontext
@@ -25,8 +25,8 @@ import torch
 from sft_reverse_nb.arch import load_model, layout_of
 from sft_reverse_nb.data import builtin_prompts, chat_format
 from sft_reverse_nb.arch import load_tokenizer
-from sft_reverse_nb.eraser import (EraserTargets, base_targets, carrier_channels, init_trigger, project_ball, shared_head, tail_mask,
-                                   trigger_forward, trigger_loss)
+from sft_reverse_nb.eraser import (EraserTargets, base_targets, carrier_channels, greedy_answers, init_trigger, project_ball, shared_head,
+                                   tail_mask, trigger_forward, trigger_loss)
 from sft_reverse_nb.generate import pad_left, prefixed_inputs, pad_id
 
 
@@ -38,6 +38,10 @@ def main():
     ap.add_argument("--n-prompts", type=int, default=16)
     ap.add_argument("--n-tokens", type=int, default=20)
     ap.add_argument("--k", type=int, default=8)
+    ap.add_argument("--variants", nargs="+", default=["ours", "bare", "loop", "shared"], choices=["ours", "bare", "loop", "shared"],
+                    help="which steps to time (ratios are printed for those present)")
+    ap.add_argument("--answer-tokens", type=int, default=0, help="also teacher-force the base model's greedy answer (this many tokens) after each prompt, "
+                    "as EraserConfig.answer_tokens does (the demo: 16)")
     ap.add_argument("--mixed-precision", default="bf16", choices=["bf16", "no"])
     args = ap.parse_args()
 
@@ -53,17 +57,20 @@ def main():
     ids = [tok(fmt.prompt(p), add_special_tokens=False).input_ids for p in prompts]
     pad = pad_id(tok)
     ac = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.mixed_precision == "bf16" else nullcontext
-    targets = base_targets(base, ids, pad, channels, args.k, 16, autocast=ac)
+    answers = greedy_answers(base, tok, prompts, fmt, args.answer_tokens, autocast=ac)
+    rows, offset = [x + a for x, a in zip(ids, answers)], torch.tensor([len(a) for a in answers])
+    width = args.k + max(map(len, answers))
+    targets = base_targets(base, ids, pad, channels, args.k, 16, autocast=ac, answers=answers)
     layers = sorted(channels)
     tau = torch.nn.Parameter(init_trigger(model, args.n_tokens))
     opt = torch.optim.Adam([tau], lr=3e-3)
-    enc = pad_left(ids, pad)
+    enc = pad_left(rows, pad)
     idx = torch.arange(len(ids))
-    h = shared_head(ids, args.k)
-    tail, head = pad_left([x[h:] for x in ids], pad), torch.tensor(ids[0][:h])
+    h = shared_head(rows, [min(args.k, len(x)) + len(a) for x, a in zip(ids, answers)])
+    tail, head = pad_left([r[h:] for r in rows], pad), torch.tensor(rows[0][:h])
 
     def step(enc, head=None):
-        with ac(): st, lg = trigger_forward(model, tau, enc, layers, args.k, head=head)
+        with ac(): st, lg = trigger_forward(model, tau, enc, layers, width, offset, head=head)
         loss, _ = trigger_loss(st, lg, tau, targets, idx, channels)
         opt.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_([tau], 1.0); opt.step(); project_ball(tau.data, 1.0)
@@ -73,20 +80,20 @@ def main():
 
     def bare():
         with ac():
-            out = model(**prefixed_inputs(model, enc["input_ids"], enc["attention_mask"], tau), logits_to_keep=args.k)
+            out = model(**prefixed_inputs(model, enc["input_ids"], enc["attention_mask"], tau), logits_to_keep=width)
         tau.grad = None; out.logits.float().pow(2).mean().backward()
 
     def loop():
         opt.zero_grad(set_to_none=True)
         for i in range(len(ids)):
-            one = pad_left([ids[i]], pad)
+            one = pad_left([rows[i]], pad)
             t1 = EraserTargets({l: targets.mean[l] for l in layers}, targets.logp[i:i + 1], targets.tail[i:i + 1])
-            with ac(): st, lg = trigger_forward(model, tau, one, layers, args.k)
+            with ac(): st, lg = trigger_forward(model, tau, one, layers, width, offset[i:i + 1])
             loss, _ = trigger_loss(st, lg, tau, t1, torch.tensor([0]), channels)
             (loss / len(ids)).backward()
         torch.nn.utils.clip_grad_norm_([tau], 1.0); opt.step(); project_ball(tau.data, 1.0)
 
-    variants = {"ours": ours, "bare": bare, "loop": loop, "shared": shared}
+    variants = {k: f for k, f in {"ours": ours, "bare": bare, "loop": loop, "shared": shared}.items() if k in args.variants}
     for f in variants.values(): f()                                       # warm-up
     times = {k: [] for k in variants}
     for _ in range(args.reps):
@@ -96,12 +103,11 @@ def main():
                 t = time.perf_counter(); f(); times[name].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"SmolLM2-135M-Instruct, CPU {torch.get_num_threads()} threads, {args.mixed_precision}, {len(ids)} prompts "
-          f"(max {max(map(len, ids))} tokens, {h} shared) + {args.n_tokens}-token trigger, {sum(map(len, channels.values()))} channels in {len(channels)} layers")
+          f"(max {max(map(len, ids))} tokens, {h} shared, answers of {args.answer_tokens}) + {args.n_tokens}-token trigger, {sum(map(len, channels.values()))} channels in {len(channels)} layers")
     for k, v in med.items(): print(f"  {k:>5}: median {1000 * v:8.1f} ms over {len(times[k])} steps")
-    print(f"ratio ours/bare = {med['ours'] / med['bare']:.3f}   (target <= 1.10)")
-    print(f"ratio loop/ours = {med['loop'] / med['ours']:.2f}    (target >= 2.0)")
-    print(f"ratio shared/ours = {med['shared'] / med['ours']:.3f}   (the shared head's step against every row carrying its own copy)")
-
+    for a, b, note in (("ours", "bare", "(target <= 1.10)"), ("loop", "ours", "(target >= 2.0)"),
+                       ("shared", "ours", "(the shared head's step against every row carrying its own copy)")):
+        if a in med and b in med: print(f"ratio {a}/{b} = {med[a] / med[b]:.3f}   {note}")
 
 if __name__ == "__main__":
     main()
