@@ -473,12 +473,13 @@ class EraseStage(Stage):
         self.base.to(backend.device)
         self.answers = anchor_answers(self.base, self.model, self.tokenizer, self.pool, self.fmt, self.cfg.answer_tokens, self.cfg.answer_source,
                                       self.cfg.target_batch_size, backend.autocast)
-        _check_context(self.model, self.cfg.n_tokens, [x + a for x, a in zip(self.ids, self.answers)])
-        self.width = self.cfg.k + max(map(len, self.answers))
         rows = [x + a for x, a in zip(self.ids, self.answers)]
+        _check_context(self.model, self.cfg.n_tokens, rows)
+        self.width = self.cfg.k + max(map(len, self.answers))
         keep = [min(self.cfg.k, len(x)) + len(a) for x, a in zip(self.ids, self.answers)]      # each row's KL positions stay its own
         self.head = shared_head(rows, keep) if self.cfg.share_prefix else 0     # the pool's common opening, run once per step
         self.head_ids = torch.tensor(rows[0][:self.head], device=backend.device) if self.head else None
+        self.tails = [r[self.head:] for r in rows]                              # what each row adds after the head
         self.targets = base_targets(self.base, self.ids, self.pad, self.channels, self.cfg.k, self.cfg.target_batch_size,
                                     with_kl=not self.cfg.no_kl, autocast=backend.autocast, answers=self.answers)
         work.requires_grad_(False); work.eval()
@@ -497,7 +498,7 @@ def batches(self: EraseStage, step: int, device) -> list:
     self.step, batch = step, micro_batch(len(self.pool), self.cfg.batch_size, self.cfg.seed, step)
     mine = shard(batch, self.rank, self.world)
     idx = mine or batch[:1]                      # an empty share runs a stand-in row of weight 0: it still joins the all-reduce
-    return [(idx, torch.full((len(idx),), float(bool(mine))), pad_left([(self.ids[i] + self.answers[i])[self.head:] for i in idx], self.pad, device),
+    return [(idx, torch.full((len(idx),), float(bool(mine))), pad_left([self.tails[i] for i in idx], self.pad, device),
              torch.tensor([len(self.answers[i]) for i in idx]))]
 
 
