@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_eraser.ipynb #8847c16f
 from __future__ import annotations
-import inspect, json, math, os
+import json, math, os
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
@@ -15,7 +15,7 @@ from .arch import layout_of
 from .artefacts import save_json, load_json, save_tensors, load_tensors, atomic_dir
 from .carrier import Carrier
 from .data import ChatFormat, chat_format
-from .generate import pad_left, prefixed_inputs, position_ids, generate, teacher_force, pad_id
+from .generate import pad_left, prefixed_inputs, position_ids, generate, teacher_force, pad_id, shared_head, shared_prefix_cache, head_inputs
 from .provenance import ProvenanceError, digest, tensor_fingerprint, weights_fingerprint, tokenizer_fingerprint
 from .train import StrictConfig, setting, options_table, Stage, fit, micro_batch, shard
 from .provenance import stage_inputs, reuse_complete, is_complete
@@ -23,9 +23,9 @@ from .artefacts import read_metrics
 
 # %% auto #0
 __all__ = ['CHANNEL_MODES', 'TRIGGER_FORMAT', 'carrier_channels', 'random_channels', 'capture_last_token', 'trigger_forward',
-           'shared_head', 'cache_keyword', 'shared_prefix_cache', 'EraserTargets', 'tail_mask', 'base_targets',
-           'trigger_loss', 'init_trigger', 'project_ball', 'Trigger', 'EraserConfig', 'resolve_channels',
-           'greedy_answers', 'anchor_answers', 'trigger_lr', 'trigger_pool', 'EraseStage', 'train_trigger']
+           'EraserTargets', 'tail_mask', 'base_targets', 'trigger_loss', 'init_trigger', 'project_ball', 'Trigger',
+           'EraserConfig', 'resolve_channels', 'greedy_answers', 'anchor_answers', 'trigger_lr', 'trigger_pool',
+           'EraseStage', 'train_trigger']
 
 # %% ../nbs/07_eraser.ipynb #fa417c56
 CHANNEL_MODES = ("write", "ffn_write", "attn_write", "all")
@@ -82,43 +82,11 @@ def trigger_forward(model, trigger: torch.Tensor | None, enc: dict, layers, k: i
                     head: torch.Tensor | None = None):
     "One forward pass over a left-padded batch with `trigger` prepended: last-prompt-token states at `layers` (see `capture_last_token`) and logits at the last `k` positions (zeros in front where the batch is shorter). With `head`, the token ids every row starts with (left out of `enc`), the trigger and the head run once and the rows attend to their cached keys and values (`shared_prefix_cache`)."
     if head is None or not len(head): inputs = prefixed_inputs(model, enc["input_ids"], enc["attention_mask"], trigger)
-    else:
-        cache, n = shared_prefix_cache(model, trigger, head, enc["input_ids"].shape[0])
-        mask = torch.cat([enc["attention_mask"].new_ones(enc["attention_mask"].shape[0], n), enc["attention_mask"]], 1)
-        inputs = {"input_ids": enc["input_ids"], "attention_mask": mask, "position_ids": position_ids(mask)[:, n:], cache_keyword(model): cache}
+    else: inputs = head_inputs(model, enc, trigger, head)
     with capture_last_token(model, layers, offset) as store:
         lg = model(**inputs, logits_to_keep=k).logits
     if lg.shape[1] < k: lg = torch.cat([lg.new_zeros(lg.shape[0], k - lg.shape[1], lg.shape[2]), lg], 1)
     return dict(store), lg
-
-
-# %% ../nbs/07_eraser.ipynb #7fa81b0c
-def shared_head(rows: list[list[int]], keep: int | list[int]) -> int:
-    "How many leading tokens all `rows` share, leaving each row at least `keep` tokens of its own (one number, or one per row; 0: nothing to share)."
-    keep = [keep] * len(rows) if isinstance(keep, int) else keep
-    n = min(len(r) - k for r, k in zip(rows, keep))
-    first = rows[0]
-    for r in rows[1:]:
-        if n <= 0: break
-        n = next((i for i in range(n) if r[i] != first[i]), n)
-    return max(n, 0)
-
-def cache_keyword(model) -> str:
-    "The name under which this transformers' `forward` takes a key/value cache: `cache` (5.x) or `past_key_values` (4.x)."
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-def shared_prefix_cache(model, trigger: torch.Tensor | None, head: torch.Tensor, batch_size: int):
-    "The keys and values of `trigger` followed by the token ids `head`, computed once (batch size 1) and repeated for `batch_size` rows; and their length."
-    emb = model.get_input_embeddings()
-    x = emb(head.reshape(1, -1).to(emb.weight.device))
-    if trigger is not None: x = torch.cat([trigger.to(device=x.device, dtype=x.dtype)[None], x], 1)
-    body = model.get_decoder() if hasattr(model, "get_decoder") else model          # the decoder stack alone: no logits are needed here
-    out = body(inputs_embeds=x, position_ids=torch.arange(x.shape[1], device=x.device)[None], use_cache=True)
-    cache = out.cache if getattr(out, "cache", None) is not None else getattr(out, "past_key_values", None)
-    if cache is None or not hasattr(cache, "batch_repeat_interleave"):
-        raise ValueError(f"{type(model).__name__} returned no key/value cache that can be repeated over a batch; set erase.share_prefix to false")
-    cache.batch_repeat_interleave(batch_size)
-    return cache, x.shape[1]
 
 
 # %% ../nbs/07_eraser.ipynb #7bb86b32

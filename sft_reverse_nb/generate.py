@@ -4,12 +4,13 @@
 
 # %% ../nbs/04a_generate.ipynb #2783550d
 from __future__ import annotations
-import os
+import inspect, os
 import torch
 from .data import ChatFormat, chat_format
 
 # %% auto #0
-__all__ = ['pad_id', 'encode_prompts', 'pad_left', 'position_ids', 'prefixed_inputs', 'generate', 'teacher_force']
+__all__ = ['pad_id', 'encode_prompts', 'pad_left', 'position_ids', 'prefixed_inputs', 'cache_keyword', 'output_cache',
+           'greedy_decode', 'generate', 'shared_head', 'shared_prefix_cache', 'head_inputs', 'teacher_force']
 
 # %% ../nbs/04a_generate.ipynb #97fb474f
 def pad_id(tok) -> int:
@@ -49,13 +50,46 @@ def prefixed_inputs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     mask = (j >= pads).to(attention_mask.dtype)
     return {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": position_ids(mask)}
 
-# %% ../nbs/04a_generate.ipynb #de8ae2b6
+# %% ../nbs/04a_generate.ipynb #818969b9
 def _trim(ids: list[int], eos) -> list[int]:
     eos = set(eos if isinstance(eos, (list, tuple)) else [eos])
     for i, t in enumerate(ids):
         if t in eos: return ids[:i + 1]
     return ids
 
+def cache_keyword(model) -> str:
+    "The name under which this transformers' `forward` takes a key/value cache: `cache` (5.x) or `past_key_values` (4.x)."
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+def output_cache(out):
+    "The key/value cache a forward pass returned (`cache` in 5.x, `past_key_values` in 4.x), or None."
+    return out.cache if getattr(out, "cache", None) is not None else getattr(out, "past_key_values", None)
+
+@torch.no_grad()
+def greedy_decode(model, inputs: dict, max_new_tokens: int, eos) -> list[list[int]]:
+    "Greedy continuations of a left-padded batch (`input_ids` or `inputs_embeds`, and `attention_mask`), each up to and including its first `eos` token; a row that ends leaves the batch and the cache."
+    eos = torch.tensor(sorted({e for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None}), dtype=torch.long)
+    mask = inputs["attention_mask"]
+    out, rows = [[] for _ in range(mask.shape[0])], torch.arange(mask.shape[0])
+    step = {**inputs, "position_ids": position_ids(mask)}
+    for n in range(max_new_tokens):
+        o = model(**step, use_cache=True, logits_to_keep=1)
+        nxt = o.logits[:, -1].argmax(-1).cpu()
+        for r, t in zip(rows.tolist(), nxt.tolist()): out[r].append(t)
+        going = ~torch.isin(nxt, eos)
+        if n + 1 == max_new_tokens or not going.any(): break
+        cache = output_cache(o)
+        if not going.all():                                  # the rows that ended leave the batch, keys and values too
+            keep = going.nonzero().flatten()
+            cache.batch_select_indices(keep.to(mask.device))
+            rows, nxt, mask = rows[keep], nxt[keep], mask[keep.to(mask.device)]
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
+        step = {"input_ids": nxt[:, None].to(mask.device), "attention_mask": mask, "position_ids": mask.sum(1, keepdim=True) - 1,
+                cache_keyword(model): cache}
+    return out
+
+
+# %% ../nbs/04a_generate.ipynb #de8ae2b6
 @torch.no_grad()
 def generate(model, tok, prompts: list[str], fmt: ChatFormat | None = None, max_new_tokens: int = 32, batch_size: int = 16,
              progress: bool = False, prefix: torch.Tensor | None = None, return_ids: bool = False, repetition_penalty: float | None = None) -> list:
@@ -75,34 +109,70 @@ def generate(model, tok, prompts: list[str], fmt: ChatFormat | None = None, max_
     for idx in batches:
         enc = encode_prompts(tok, [texts[i] for i in idx], dev)
         inp = prefixed_inputs(model, **enc, prefix=prefix)
-        inp.pop("position_ids")                            # generate derives them from the attention mask
-        rp = {} if repetition_penalty is None else {"repetition_penalty": repetition_penalty}
-        gen = model.generate(**inp, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id(tok), eos_token_id=eos, **rp)
-        if prefix is None: gen = gen[:, enc["input_ids"].shape[1]:]   # with inputs_embeds only new tokens come back
+        if repetition_penalty is None: gen = greedy_decode(model, inp, max_new_tokens, eos)
+        else:                                               # the penalty is `generate`'s logits processor
+            inp.pop("position_ids")                         # generate derives them from the attention mask
+            gen = model.generate(**inp, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id(tok), eos_token_id=eos,
+                                 repetition_penalty=repetition_penalty)
+            gen = [_trim(r.tolist(), eos) for r in (gen if prefix is not None else gen[:, enc["input_ids"].shape[1]:])]
         for j, i in enumerate(idx):
-            ids = _trim(gen[j].tolist(), eos)
-            out[i] = ids if return_ids else tok.decode(ids, skip_special_tokens=True).strip()
+            out[i] = gen[j] if return_ids else tok.decode(gen[j], skip_special_tokens=True).strip()
     model.train(was_training)
     return out
+
+# %% ../nbs/04a_generate.ipynb #884bad79
+def shared_head(rows: list[list[int]], keep: int | list[int]) -> int:
+    "How many leading tokens all `rows` share, leaving each row at least `keep` tokens of its own (one number, or one per row; 0: nothing to share)."
+    keep = [keep] * len(rows) if isinstance(keep, int) else keep
+    n = min(len(r) - k for r, k in zip(rows, keep))
+    first = rows[0]
+    for r in rows[1:]:
+        if n <= 0: break
+        n = next((i for i in range(n) if r[i] != first[i]), n)
+    return max(n, 0)
+
+def shared_prefix_cache(model, prefix: torch.Tensor | None, head: torch.Tensor, batch_size: int):
+    "The keys and values of `prefix` (n × d_model embeddings, e.g. a trigger) followed by the token ids `head`, computed once (batch size 1) and repeated for `batch_size` rows; and their length."
+    emb = model.get_input_embeddings()
+    x = emb(head.reshape(1, -1).to(emb.weight.device))
+    if prefix is not None: x = torch.cat([prefix.to(device=x.device, dtype=x.dtype)[None], x], 1)
+    body = model.get_decoder() if hasattr(model, "get_decoder") else model          # the decoder stack alone: no logits are needed here
+    out = body(inputs_embeds=x, position_ids=torch.arange(x.shape[1], device=x.device)[None], use_cache=True)
+    cache = output_cache(out)
+    if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+        raise ValueError(f"{type(model).__name__} returned no key/value cache that can be repeated over a batch; run it without a shared head (share_prefix=False; erase.share_prefix: false)")
+    cache.batch_repeat_interleave(batch_size)
+    return cache, x.shape[1]
+
+def head_inputs(model, enc: dict, prefix: torch.Tensor | None, head: torch.Tensor) -> dict:
+    "Forward inputs for the left-padded rows `enc` that all follow `prefix` and the token ids `head`: those two run once (`shared_prefix_cache`), the rows attend to their keys and values with positions that continue after them."
+    cache, n = shared_prefix_cache(model, prefix, head, enc["input_ids"].shape[0])
+    mask = torch.cat([enc["attention_mask"].new_ones(enc["attention_mask"].shape[0], n), enc["attention_mask"]], 1)
+    return {"input_ids": enc["input_ids"], "attention_mask": mask, "position_ids": position_ids(mask)[:, n:], cache_keyword(model): cache}
+
 
 # %% ../nbs/04a_generate.ipynb #a734728c
 @torch.no_grad()
 def teacher_force(model, tok, prompts: list[str], responses: list, fmt: ChatFormat | None = None, prefix: torch.Tensor | None = None,
-                  batch_size: int = 16):
-    "Yield `(indices, logprobs [B, R, V], mask [B, R])` per batch: log-probabilities at the positions predicting each response token, right-aligned."
+                  batch_size: int = 16, share_prefix: bool = True):
+    "Yield `(indices, logprobs [B, R, V], mask [B, R])` per batch: log-probabilities at the positions predicting each response token, right-aligned; the tokens every row opens with run once per batch (`share_prefix`, see `head_inputs`)."
     if len(prompts) != len(responses): raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
     fmt = fmt or chat_format(tok)
     p_ids = [tok(fmt.prompt(p), add_special_tokens=False).input_ids for p in prompts]
     r_ids = [list(r) if not isinstance(r, str) else tok(r, add_special_tokens=False).input_ids for r in responses]
     order = sorted(range(len(prompts)), key=lambda i: len(p_ids[i]) + len(r_ids[i]))
     dev = next(model.parameters()).device
+    rows = [p + r for p, r in zip(p_ids, r_ids)]
+    head = shared_head(rows, [len(r) + 1 for r in r_ids]) if share_prefix else 0      # each row keeps its last prompt token and its response
+    head_ids = torch.tensor(rows[0][:head], device=dev) if head else None
     was_training = model.training; model.eval()
     try:
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
             R = max(1, max(len(r_ids[i]) for i in idx))
-            enc = pad_left([p_ids[i] + r_ids[i] for i in idx], pad_id(tok), dev)
-            out = model(**prefixed_inputs(model, **enc, prefix=prefix), logits_to_keep=R + 1)
+            enc = pad_left([rows[i][head:] for i in idx], pad_id(tok), dev)
+            inp = head_inputs(model, enc, prefix, head_ids) if head else prefixed_inputs(model, **enc, prefix=prefix)
+            out = model(**inp, logits_to_keep=R + 1)
             logp = out.logits[:, :R].float().log_softmax(-1)
             mask = torch.tensor([[j >= R - len(r_ids[i]) for j in range(R)] for i in idx], device=dev)
             yield idx, logp, mask
