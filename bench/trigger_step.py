@@ -25,9 +25,9 @@ import torch
 from sft_reverse_nb.arch import load_model, layout_of
 from sft_reverse_nb.data import builtin_prompts, chat_format
 from sft_reverse_nb.arch import load_tokenizer
-from sft_reverse_nb.eraser import (EraserTargets, base_targets, carrier_channels, greedy_answers, init_trigger, project_ball, shared_head,
+from sft_reverse_nb.eraser import (EraserTargets, base_targets, carrier_channels, greedy_answers, init_trigger, project_ball,
                                    tail_mask, trigger_forward, trigger_loss)
-from sft_reverse_nb.generate import pad_left, prefixed_inputs, pad_id
+from sft_reverse_nb.generate import pad_left, prefixed_inputs, pad_id, shared_head
 
 
 def main():
