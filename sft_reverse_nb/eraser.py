@@ -15,7 +15,7 @@ from .arch import layout_of
 from .artefacts import save_json, load_json, save_tensors, load_tensors, atomic_dir
 from .carrier import Carrier
 from .data import ChatFormat, chat_format
-from .generate import pad_left, prefixed_inputs, position_ids, generate, teacher_force, pad_id, shared_head, shared_prefix_cache, head_inputs
+from .generate import pad_left, prefixed_inputs, generate, teacher_force, pad_id, shared_head, head_inputs
 from .provenance import ProvenanceError, digest, tensor_fingerprint, weights_fingerprint, tokenizer_fingerprint
 from .train import StrictConfig, setting, options_table, Stage, fit, micro_batch, shard
 from .provenance import stage_inputs, reuse_complete, is_complete

@@ -71,7 +71,7 @@ def greedy_decode(model, inputs: dict, max_new_tokens: int, eos) -> list[list[in
     eos = torch.tensor(sorted({e for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None}), dtype=torch.long)
     mask = inputs["attention_mask"]
     out, rows = [[] for _ in range(mask.shape[0])], torch.arange(mask.shape[0])
-    step = {**inputs, "position_ids": position_ids(mask)}
+    step, kw = {**inputs, "position_ids": position_ids(mask)}, cache_keyword(model)
     for n in range(max_new_tokens):
         o = model(**step, use_cache=True, logits_to_keep=1)
         nxt = o.logits[:, -1].argmax(-1).cpu()
@@ -84,8 +84,7 @@ def greedy_decode(model, inputs: dict, max_new_tokens: int, eos) -> list[list[in
             cache.batch_select_indices(keep.to(mask.device))
             rows, nxt, mask = rows[keep], nxt[keep], mask[keep.to(mask.device)]
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
-        step = {"input_ids": nxt[:, None].to(mask.device), "attention_mask": mask, "position_ids": mask.sum(1, keepdim=True) - 1,
-                cache_keyword(model): cache}
+        step = {"input_ids": nxt[:, None].to(mask.device), "attention_mask": mask, "position_ids": mask.sum(1, keepdim=True) - 1, kw: cache}
     return out
 
 
@@ -160,9 +159,9 @@ def teacher_force(model, tok, prompts: list[str], responses: list, fmt: ChatForm
     fmt = fmt or chat_format(tok)
     p_ids = [tok(fmt.prompt(p), add_special_tokens=False).input_ids for p in prompts]
     r_ids = [list(r) if not isinstance(r, str) else tok(r, add_special_tokens=False).input_ids for r in responses]
-    order = sorted(range(len(prompts)), key=lambda i: len(p_ids[i]) + len(r_ids[i]))
-    dev = next(model.parameters()).device
     rows = [p + r for p, r in zip(p_ids, r_ids)]
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    dev = next(model.parameters()).device
     head = shared_head(rows, [len(r) + 1 for r in r_ids]) if share_prefix else 0      # each row keeps its last prompt token and its response
     head_ids = torch.tensor(rows[0][:head], device=dev) if head else None
     was_training = model.training; model.eval()
