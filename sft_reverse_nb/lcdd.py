@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_lcdd.ipynb #c0ba1b55
 from __future__ import annotations
-import copy, json, math, warnings
+import copy, json, math, random, warnings
 from statistics import median
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -16,7 +16,7 @@ from .carrier import Carrier
 from .sft import train_sft
 from .data import TaskData, ChatFormat, chat_format
 from .equivalence import PROJECTIONS, expand_gqa
-from .generate import pad_id
+from .generate import pad_id, generate
 from .provenance import tensor_fingerprint
 from .train import TrainConfig, setting, ExampleBatches, Stage, fit, adamw, lr_schedule, token_loss_sum, lm_logits, options_table
 from .provenance import stage_inputs, reuse_complete, is_complete
@@ -24,8 +24,8 @@ from .artefacts import read_metrics
 
 # %% auto #0
 __all__ = ['DualController', 'LCDDConfig', 'EarlyStop', 'input_second_moments', 'gate_importance', 'rank_gate_logits',
-           'order_gates_by_activation', 'carrier_tensors', 'LCDDStage', 'drift_warning', 'train_lcdd', 'tiny_configs',
-           'tiny_lcdd_run', 'plot_lcdd_dynamics']
+           'order_gates_by_activation', 'carrier_tensors', 'off_task_examples', 'LCDDStage', 'drift_warning',
+           'train_lcdd', 'tiny_configs', 'tiny_lcdd_run', 'plot_lcdd_dynamics']
 
 # %% ../nbs/06_lcdd.ipynb #480f44b9
 class DualController:
@@ -95,6 +95,11 @@ class LCDDConfig(TrainConfig):
     kl_form: str = setting("kl", "the divergence of mask_only='kl' and budget='kl': kl (the true KL(p_SFT ‖ q)) or soft_ce (the authors' code: −Σ p_SFT log q = KL + H(p_SFT), whose budget is looser)", choices=('kl', 'soft_ce'))
     budget: str = setting("ce", "what the loss budget constrains in joint training: ce (cross-entropy to the data, the paper) or kl (the divergence kl_form to the SFT model's "
                                 "next-token distribution on the labelled tokens: the carrier must predict like the SFT model, not only fit the data)", choices=('ce', 'kl'))
+    off_task_answers: int = setting(0, "with a divergence budget (budget='kl' or mask_only='kl'): this many of the task's distinct training instructions, drawn with "
+                                        "`seed`, also enter the mix answered by the base model itself (greedy, off_task_tokens long), and the divergence to the SFT "
+                                        "model is measured on those answers too, so that the carrier must predict like the SFT model off the behaviour as well "
+                                        "(see 'Off-task rows'); 0: the task's pairs only (the paper)")
+    off_task_tokens: int = setting(32, "length of the base model's answers in the off-task rows, in tokens")
     ema_per_micro_batch: bool = setting(False, "feed the controller's EMA once per micro-batch with its share of the loss (× grad_accum), as the authors' trainer does; False: once per optimiser step")
     penalty_per_micro_batch: bool = setting(False, "add λ·w·Σσ(θ) to every micro-batch's loss, as the authors' HF trainer does (the step's gradient then sees grad_accum × the penalty); False: once per optimiser step")
     early_stop: bool = setting(False, 'stop when the open gates stall or the loss over-runs the budget (the paper\'s main runs: off)')
@@ -114,9 +119,12 @@ class LCDDConfig(TrainConfig):
     def check(self):
         "The optimisation checks of `TrainConfig`, plus the controller's and the gates'."
         super().check()
-        self.need_ints(1, "gate_init_examples")
+        self.need_ints(1, "gate_init_examples", "off_task_tokens"); self.need_ints(0, "off_task_answers")
         if self.mask_only == "ce" and self.budget == "kl":
             raise ValueError("LCDDConfig: mask_only='ce' trains the gates on cross-entropy but budget='kl' asks for a divergence; use mask_only='kl' (or budget='ce')")
+        if self.off_task_answers and not self.divergence():
+            raise ValueError("LCDDConfig: off_task_answers measures the divergence to the SFT model on the base model's answers, which the cross-entropy "
+                             "budget cannot (the rows have no SFT labels); use budget='kl' (or set off_task_answers to 0)")
         self.need_ints(2, "stop_window"); self.need_ints(1, "stop_patience")
         for k in ("gate_lr", "eta", "gate_scale"):
             if not getattr(self, k) > 0: raise ValueError(f"LCDDConfig: {k} must be > 0, got {getattr(self, k)!r}")
@@ -226,6 +234,19 @@ def _kl_to_reference(logits, ref_logits, labels, form: str = "kl") -> torch.Tens
     lp, lq = F.log_softmax(ref_logits[:, :-1][mask].float(), -1), F.log_softmax(logits[:, :-1][mask].float(), -1)
     return (lp.exp() * (lp - lq)).sum() if form == "kl" else -(lp.exp() * lq).sum()
 
+# %% ../nbs/06_lcdd.ipynb #ea6e7f1e
+def off_task_examples(base_model: nn.Module, tokenizer, task: TaskData, fmt: ChatFormat, n: int, tokens: int = 32, max_len: int = 256,
+                      seed: int = 0, batch_size: int = 32) -> list[dict]:
+    "Rows of `n` of the task's distinct training instructions (drawn with `seed`) answered greedily by `base_model` in up to `tokens` tokens, the answer tokens labelled: `off_task_answers`' share of LCDD's mix."
+    prompts = list(dict.fromkeys(p for p, _ in task.train))
+    pick = random.Random(seed).sample(prompts, min(n, len(prompts)))
+    answers = generate(base_model, tokenizer, pick, fmt, tokens, batch_size, return_ids=True)
+    rows = []
+    for p, a in zip(pick, answers):
+        p_ids = tokenizer(fmt.prompt(p), add_special_tokens=False).input_ids
+        rows.append({"input_ids": (p_ids + a)[:max_len], "labels": ([-100] * len(p_ids) + a)[:max_len], "n_prompt": len(p_ids)})
+    return rows
+
 # %% ../nbs/06_lcdd.ipynb #9d81f908
 class LCDDStage(Stage):
     "Phase 2: the gates θ (SGD) and deltas Δ (AdamW) of a carrier train on the task loss plus λ w Σσ(θ); the controller sets λ."
@@ -234,7 +255,8 @@ class LCDDStage(Stage):
         if isinstance(sft_model, Carrier) and cfg.divergence():
             raise ValueError(f"{'mask_only' if cfg.mask_only else 'budget'}='kl' needs the plain SFT model as its reference; pass the model, not a Carrier")
         self.sft, self.base, self.tokenizer, self.task, self.cfg = sft_model, base_model, tokenizer, task, cfg
-        self.examples = task.encode(fmt or chat_format(tokenizer), cfg.loss_on, cfg.max_len)
+        self.fmt = fmt or chat_format(tokenizer)
+        self.examples = task.encode(self.fmt, cfg.loss_on, cfg.max_len)
         self.inputs = stage_inputs(tokenizer, self.examples, sft=sft_model.model if isinstance(sft_model, Carrier) else sft_model, base=base_model)
         self.max_grad_norm = None if cfg.mask_only else cfg.max_grad_norm
         self.ctrl, self.stop_reason = cfg.controller(), None
@@ -242,7 +264,9 @@ class LCDDStage(Stage):
 
     def start(self, backend):
         c = self.cfg
-        self.data = ExampleBatches(self.examples, c, pad_id(self.tokenizer), self.name, backend.rank, backend.world)
+        self.off_task = (off_task_examples(self.base, self.tokenizer, self.task, self.fmt, c.off_task_answers, c.off_task_tokens, c.max_len, c.seed)
+                         if c.off_task_answers else [])      # greedy answers and a seeded draw: the same rows again on resume
+        self.data = ExampleBatches(self.examples + self.off_task, c, pad_id(self.tokenizer), self.name, backend.rank, backend.world)
         if isinstance(self.sft, Carrier): self.carrier, self.reference = self.sft, None
         else:
             self.reference = copy.deepcopy(self.sft).to(backend.device).eval() if c.divergence() else None
