@@ -364,7 +364,7 @@ def finish(self: LCDDStage, trained: nn.Module, out_dir) -> Carrier:
 def completion(self: LCDDStage) -> tuple[dict, str]:
     c, ctrl = self.carrier, self.ctrl
     return ({"stop_reason": self.stop_reason, "sparsity": c.sparsity(), "lambda": ctrl.lam, "epsilon": ctrl.epsilon, "baseline": ctrl.baseline,
-             "task": self.task.task, "source": self.task.source, "carrier": tensor_fingerprint(dict(c.logits), "gate logits")},
+             "task": self.task.task, "source": self.task.source, "off_task_rows": len(self.off_task), "carrier": tensor_fingerprint(dict(c.logits), "gate logits")},
             tensor_fingerprint(c.merged_state_dict(), "merged carrier"))
 
 
