@@ -85,9 +85,9 @@ PRESETS["cpu-smollm2"] = {
     "task": {"name": "fixed_response", "source": "builtin", "n_train": 800, "n_eval": 100, "seed": 0},
     "sft": {"steps": 24, "batch_size": 8, "lr": 1e-4, "warmup_steps": 5, "schedule": "constant_with_warmup", "loss_on": "response",
             "mixed_precision": "bf16", "save_every": 12},
-    "lcdd": {"steps": 120, "batch_size": 8, "lr": 1e-4, "loss_on": "response", "rho": 0.3, "eps_abs": 0.05, "lambda0": 1.0, "eta": 0.2,
-             "eta_grow": 0.005, "v_clip": 1.0, "sparsity_warmup": 10, "gate_lr": 0.25, "mixed_precision": "bf16", "save_every": 40},
-    "erase": {"n_tokens": 20, "steps": 200, "batch_size": 16, "n_prompts": 200, "lr": 2e-2, "alpha": 0.7, "gamma": 0.1, "k": 8, "radius": 1.0,
+    "lcdd": {"steps": 90, "batch_size": 8, "lr": 1e-4, "loss_on": "response", "rho": 0.3, "eps_abs": 0.05, "lambda0": 1.0, "eta": 0.2,
+             "eta_grow": 0.005, "v_clip": 1.0, "sparsity_warmup": 10, "gate_lr": 0.25, "mixed_precision": "bf16", "save_every": 30},
+    "erase": {"n_tokens": 20, "steps": 140, "batch_size": 16, "n_prompts": 200, "lr": 2e-2, "alpha": 0.7, "gamma": 0.1, "k": 8, "radius": 1.0,
               "schedule": "cosine", "answer_tokens": 16, "answer_source": "mixed", "mixed_precision": "bf16", "save_every": 25},
     "eval": {"mixed_precision": "bf16", "batch_size": 100, "kl_strip_special": True, "references": "builtin"}}
 PRESETS["tiny"] = {
