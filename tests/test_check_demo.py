@@ -1,5 +1,5 @@
 """`.ci/check_demo.py` (the `--slow` check that the real-model table in the README is what `sftr demo` measures), tested on
-fabricated results.json files against the real README: the demo itself takes about 20 minutes and runs only under `bash .ci/run --slow`."""
+fabricated results.json files against the real README: the demo itself takes 11–20 minutes and runs only under `bash .ci/run --slow`."""
 import importlib.util
 import json
 import subprocess
