@@ -259,14 +259,15 @@ class LCDDStage(Stage):
         self.examples = task.encode(self.fmt, cfg.loss_on, cfg.max_len)
         self.off_task = (off_task_examples(base_model, tokenizer, task, self.fmt, cfg.off_task_answers, cfg.off_task_tokens, cfg.max_len, cfg.seed)
                          if cfg.off_task_answers else [])    # part of the training data: in its fingerprint, so a resume or a reuse checks them
-        self.inputs = stage_inputs(tokenizer, self.examples + self.off_task, sft=sft_model.model if isinstance(sft_model, Carrier) else sft_model, base=base_model)
+        self.rows = self.examples + self.off_task                   # what the steps train on (the ranked gate start reads the task's rows alone)
+        self.inputs = stage_inputs(tokenizer, self.rows, sft=sft_model.model if isinstance(sft_model, Carrier) else sft_model, base=base_model)
         self.max_grad_norm = None if cfg.mask_only else cfg.max_grad_norm
         self.ctrl, self.stop_reason = cfg.controller(), None
         self.stopper = EarlyStop(cfg.stop_window, cfg.stop_patience, cfg.stall_tol, cfg.overprune, cfg.sparsity_warmup)
 
     def start(self, backend):
         c = self.cfg
-        self.data = ExampleBatches(self.examples + self.off_task, c, pad_id(self.tokenizer), self.name, backend.rank, backend.world)
+        self.data = ExampleBatches(self.rows, c, pad_id(self.tokenizer), self.name, backend.rank, backend.world)
         if isinstance(self.sft, Carrier): self.carrier, self.reference = self.sft, None
         else:
             self.reference = copy.deepcopy(self.sft).to(backend.device).eval() if c.divergence() else None
