@@ -1,4 +1,5 @@
-"""Benchmark: the attention kernel (`attn_implementation`) on the demo's three workloads, `eager` against `sdpa`.
+"""Benchmark: the attention kernel (`attn_implementation`) on the demo's three workloads, two kernels against each other
+(`eager` against `sdpa` unless `--kernels A B` names others, e.g. `--kernels eager_grouped eager`).
 
 Two copies of SmolLM2-135M-Instruct on CPU, loaded with `load_model(..., attn_implementation=...)`, run the same
 inputs in alternating blocks (so machine noise hits both), bf16 autocast as the `cpu-smollm2` preset runs them:
@@ -9,10 +10,10 @@ inputs in alternating blocks (so machine noise hits both), bf16 autocast as the 
 - `train`: a training step -- 8 of the same sequences, causal-LM loss, backward into every weight;
 - `generate`: greedy decoding of 25 prompts, 64 new tokens, left-padded.
 
-Printed: each workload's median time per kernel, the ratio eager/sdpa per block pair (min/median/max) and the
+Printed: each workload's median time per kernel, the ratio A/B per block pair (min/median/max) and the
 largest logit difference between the two kernels on the padded batch in float32 (the choice changes rounding only).
 
-    python bench/attention.py [--blocks 3] [--block 4]
+    python bench/attention.py [--blocks 3] [--block 4] [--kernels A B]
 """
 import argparse, statistics, time
 
@@ -28,23 +29,25 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--blocks", type=int, default=3, help="alternating blocks per kernel")
     ap.add_argument("--block", type=int, default=4, help="timed steps per block (one untimed step first)")
+    ap.add_argument("--kernels", nargs=2, default=["eager", "sdpa"], metavar=("A", "B"), help="the two kernels; ratios are A/B")
     args = ap.parse_args()
+    A, B = args.kernels
 
     tok = load_tokenizer("smollm2"); fmt = chat_format(tok); pad = pad_id(tok)
-    models = {k: load_model("smollm2", attn_implementation=k) for k in ("sdpa", "eager")}
+    models = {k: load_model("smollm2", attn_implementation=k) for k in (B, A)}
     prompts = builtin_prompts()[:25]
     ids = [tok(fmt.prompt(p), add_special_tokens=False).input_ids for p in prompts]
     answer = tok(" The quick brown fox jumps over the lazy dog while the band plays on and on", add_special_tokens=False).input_ids[:16]
     seqs = pad_left([x + answer for x in ids[:16]], pad)
     gen_in = pad_left(ids, pad)
     ac = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
-    tau = torch.nn.Parameter(init_trigger(models["sdpa"], 20))
-    layers = list(range(models["sdpa"].config.num_hidden_layers))
+    tau = torch.nn.Parameter(init_trigger(models[B], 20))
+    layers = list(range(models[B].config.num_hidden_layers))
 
     with torch.no_grad():                                                   # same logits up to rounding (float32, no autocast)
         lg = {k: m(**seqs).logits for k, m in models.items()}
     keep = seqs["attention_mask"].bool()
-    diff = (lg["eager"][keep] - lg["sdpa"][keep]).abs().max().item()
+    diff = (lg[A][keep] - lg[B][keep]).abs().max().item()
 
     def trigger(m):
         m.requires_grad_(False)
@@ -64,7 +67,7 @@ def main():
 
     print(f"SmolLM2-135M-Instruct, CPU {torch.get_num_threads()} threads, bf16 autocast; sequences {seqs['input_ids'].shape[1]} tokens "
           f"(+20 trigger), generation {len(ids)} prompts x 64 tokens")
-    print(f"largest |logit difference| eager vs sdpa, float32, padded batch: {diff:.2e}")
+    print(f"largest |logit difference| {A} vs {B}, float32, padded batch: {diff:.2e}")
     for name, f in (("trigger", trigger), ("train", train), ("generate", generate)):
         times = {k: [] for k in models}; ratios = []
         for _ in range(args.blocks):
@@ -74,10 +77,10 @@ def main():
                 for _ in range(args.block):
                     t = time.perf_counter(); f(m); ts.append(time.perf_counter() - t)
                 times[k] += ts; block[k] = statistics.median(ts)
-            ratios.append(block["eager"] / block["sdpa"])
+            ratios.append(block[A] / block[B])
         med = {k: statistics.median(v) for k, v in times.items()}
         r = sorted(ratios)
-        print(f"  {name:>8}: sdpa {med['sdpa']:6.2f} s  eager {med['eager']:6.2f} s  eager/sdpa min {r[0]:.3f} median "
+        print(f"  {name:>8}: {B} {med[B]:6.2f} s  {A} {med[A]:6.2f} s  {A}/{B} min {r[0]:.3f} median "
               f"{statistics.median(r):.3f} max {r[-1]:.3f} over {len(r)} block pairs")
 
 

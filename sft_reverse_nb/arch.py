@@ -14,10 +14,11 @@ from .equivalence import ATTN_PROJS, GATE_MAP, PROJECTIONS, GateSpec, fused_gate
 from .artefacts import atomic_dir, cache_dir
 
 # %% auto #0
-__all__ = ['ARCHITECTURES', 'TINY_FAMILIES', 'DTYPES', 'SMOLLM2', 'SMOLLM2_GGUF', 'SMOLLM2_VERSION', 'SMOLLM2_REQUIREMENT',
-           'SMOLLM2_INSTALL', 'ArchSpec', 'register_architecture', 'supported_architectures', 'ModelLayout',
-           'layout_of', 'tiny_config', 'tiny_model', 'unfused_twin', 'resolve_dtype', 'resolve_device',
-           'smollm2_gguf_dir', 'smollm2_path', 'model_path', 'load_model', 'load_tokenizer']
+__all__ = ['ARCHITECTURES', 'TINY_FAMILIES', 'EAGER_GROUPED', 'DTYPES', 'SMOLLM2', 'SMOLLM2_GGUF', 'SMOLLM2_VERSION',
+           'SMOLLM2_REQUIREMENT', 'SMOLLM2_INSTALL', 'ArchSpec', 'register_architecture', 'supported_architectures',
+           'ModelLayout', 'layout_of', 'tiny_config', 'tiny_model', 'grouped_eager_attention', 'unfused_twin',
+           'resolve_dtype', 'resolve_device', 'smollm2_gguf_dir', 'smollm2_path', 'model_path', 'load_model',
+           'load_tokenizer']
 
 # %% ../nbs/02_arch.ipynb #5572bd9e
 @dataclass(frozen=True)
@@ -200,6 +201,34 @@ def tiny_model(arch: str, seed: int = 0, attn_implementation: str | None = None,
             if "norm" in n: p.data.uniform_(0.5, 1.5)
     return model.eval()
 
+
+# %% ../nbs/02_arch.ipynb #d4823906
+EAGER_GROUPED = "eager_grouped"
+
+def grouped_eager_attention(module, query, key, value, attention_mask, scaling: float, dropout: float = 0.0, softcap: float | None = None, **kwargs):
+    "transformers' eager attention for grouped-query heads without `repeat_kv`: queries `(B, H, L, D)` are viewed as `(B, H_kv, G*L, D)` against their shared keys/values."
+    if kwargs.get("s_aux") is not None:
+        raise ValueError(f"{type(module).__name__} uses attention sinks, which {EAGER_GROUPED!r} does not implement; load the model with attn_implementation='eager'")
+    B, H, L, D = query.shape
+    n_kv = key.shape[1]
+    if H % n_kv: raise ValueError(f"{H} query heads cannot share {n_kv} key/value heads evenly; load the model with attn_implementation='eager'")
+    G = H // n_kv
+    w = torch.matmul(query.reshape(B, n_kv, G * L, D), key.transpose(2, 3)) * scaling
+    if softcap is not None: w = torch.tanh(w / softcap) * softcap             # Gemma 2's logit soft-capping, as its eager kernel does it
+    S = w.shape[-1]
+    if attention_mask is not None: w = (w.view(B, n_kv, G, L, S) + attention_mask[:, :, None, :, :S]).view(B, n_kv, G * L, S)
+    w = nn.functional.softmax(w, dim=-1, dtype=torch.float32).to(query.dtype)
+    w = nn.functional.dropout(w, p=dropout, training=module.training)
+    out = torch.matmul(w, value)
+    return out.view(B, H, L, -1).transpose(1, 2).contiguous(), w.view(B, H, L, S)
+
+def _register_grouped_eager():
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+    AttentionInterface.register(EAGER_GROUPED, grouped_eager_attention)
+    AttentionMaskInterface.register(EAGER_GROUPED, eager_mask)
+
+_register_grouped_eager()
 
 # %% ../nbs/02_arch.ipynb #5bba7fb2
 def unfused_twin(model: nn.Module) -> nn.Module:

@@ -81,7 +81,7 @@ def _paper_preset(task: str, model: str) -> dict:
 
 PRESETS: dict[str, dict] = {f"{t}-{m}": _paper_preset(t, m) for t, m in TABLE7}
 PRESETS["cpu-smollm2"] = {
-    "model": "smollm2", "base": "smollm2", "chat_template": None, "dtype": "float32", "device": "cpu", "attn_implementation": "eager",
+    "model": "smollm2", "base": "smollm2", "chat_template": None, "dtype": "float32", "device": "cpu", "attn_implementation": "eager_grouped",
     "task": {"name": "fixed_response", "source": "builtin", "n_train": 800, "n_eval": 100, "seed": 0},
     "sft": {"steps": 24, "batch_size": 8, "lr": 1e-4, "warmup_steps": 5, "schedule": "constant_with_warmup", "loss_on": "response",
             "mixed_precision": "bf16", "save_every": 12},
