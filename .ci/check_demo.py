@@ -10,7 +10,7 @@ line"):
 
 - sparsity: 0.5 percentage points
 - fixed-response rates (@Base, @SFT, @LCDD, @Trig): 3 percentage points (3 of the 100 prompts)
-- KL(SFT‖LCDD): 0.001 nats/token absolute (0.0036 after 120 LCDD steps, 0.0177 after the preset's 90; at such sizes a relative bound would be all noise)
+- KL(SFT‖LCDD): 0.001 nats/token absolute (0.0036 after 120 LCDD steps, 0.0177 and 0.0181 after the preset's 90 with the two attention kernels; at such sizes a relative bound would be all noise)
 - KL(SFT‖Trig), KL(Base‖Trig): 25 % relative
 - reference NLL (@Base, @SFT, @LCDD, @Trig): 5 % relative
 - the number of prompts: exactly the README's 100

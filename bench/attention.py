@@ -8,12 +8,15 @@ inputs in alternating blocks (so machine noise hits both), bf16 autocast as the 
   in front and 16 answer tokens after, weights frozen, last-token states of every layer and the logits of the last 24
   positions, backward to the trigger only;
 - `train`: a training step -- 8 of the same sequences, causal-LM loss, backward into every weight;
-- `generate`: greedy decoding of 25 prompts, 64 new tokens, left-padded.
+- `generate`: greedy decoding of 25 prompts, 64 new tokens, left-padded (`model.generate`);
+- `decode` (only when `--workloads` names it): the evaluation's decoding -- 100 built-in prompts in one batch, up to 128
+  new tokens, through the package's `generate` (rows leave the batch at their end-of-sequence token); one timed call per
+  block and no warm-up call, and whether the two kernels gave the same tokens for every prompt.
 
 Printed: each workload's median time per kernel, the ratio A/B per block pair (min/median/max) and the
 largest logit difference between the two kernels on the padded batch in float32 (the choice changes rounding only).
 
-    python bench/attention.py [--blocks 3] [--block 4] [--kernels A B]
+    python bench/attention.py [--blocks 3] [--block 4] [--kernels A B] [--workloads trigger train generate decode]
 """
 import argparse, statistics, time
 
@@ -21,7 +24,7 @@ import torch
 
 from sft_reverse_nb.arch import load_model, load_tokenizer
 from sft_reverse_nb.data import builtin_prompts, chat_format
-from sft_reverse_nb.generate import pad_left, pad_id, prefixed_inputs
+from sft_reverse_nb.generate import generate as package_generate, pad_left, pad_id, prefixed_inputs
 from sft_reverse_nb.eraser import init_trigger, trigger_forward
 
 
@@ -30,6 +33,7 @@ def main():
     ap.add_argument("--blocks", type=int, default=3, help="alternating blocks per kernel")
     ap.add_argument("--block", type=int, default=4, help="timed steps per block (one untimed step first)")
     ap.add_argument("--kernels", nargs=2, default=["eager", "sdpa"], metavar=("A", "B"), help="the two kernels; ratios are A/B")
+    ap.add_argument("--workloads", nargs="+", default=["trigger", "train", "generate"], choices=["trigger", "train", "generate", "decode"])
     args = ap.parse_args()
     A, B = args.kernels
 
@@ -65,16 +69,24 @@ def main():
         with torch.no_grad(), ac():
             m.generate(**gen_in, max_new_tokens=64, min_new_tokens=64, do_sample=False, pad_token_id=pad)
 
+    dec_prompts, dec_ids = builtin_prompts()[-100:], {}
+    def decode(m):
+        with torch.no_grad(), ac():
+            dec_ids[id(m)] = package_generate(m, tok, dec_prompts, fmt, max_new_tokens=128, batch_size=100, return_ids=True)
+
     print(f"SmolLM2-135M-Instruct, CPU {torch.get_num_threads()} threads, bf16 autocast; sequences {seqs['input_ids'].shape[1]} tokens "
           f"(+20 trigger), generation {len(ids)} prompts x 64 tokens")
     print(f"largest |logit difference| {A} vs {B}, float32, padded batch: {diff:.2e}")
-    for name, f in (("trigger", trigger), ("train", train), ("generate", generate)):
+    work = {"trigger": trigger, "train": train, "generate": generate, "decode": decode}
+    for name in args.workloads:
+        f, once = work[name], name == "decode"                    # decode: long enough to time one call, no warm-up
         times = {k: [] for k in models}; ratios = []
         for _ in range(args.blocks):
             block = {}
             for k, m in models.items():
-                f(m); ts = []
-                for _ in range(args.block):
+                if not once: f(m)
+                ts = []
+                for _ in range(1 if once else args.block):
                     t = time.perf_counter(); f(m); ts.append(time.perf_counter() - t)
                 times[k] += ts; block[k] = statistics.median(ts)
             ratios.append(block[A] / block[B])
@@ -82,6 +94,9 @@ def main():
         r = sorted(ratios)
         print(f"  {name:>8}: {B} {med[B]:6.2f} s  {A} {med[A]:6.2f} s  {A}/{B} min {r[0]:.3f} median "
               f"{statistics.median(r):.3f} max {r[-1]:.3f} over {len(r)} block pairs")
+        if once:
+            a, b = (dec_ids[id(models[k])] for k in (A, B))
+            print(f"            same tokens for {sum(x == y for x, y in zip(a, b))} of {len(a)} prompts ({sum(map(len, a))} / {sum(map(len, b))} tokens)")
 
 
 if __name__ == "__main__":

@@ -202,7 +202,7 @@ def tiny_model(arch: str, seed: int = 0, attn_implementation: str | None = None,
     return model.eval()
 
 
-# %% ../nbs/02_arch.ipynb #d4823906
+# %% ../nbs/02_arch.ipynb #8a144ad9
 EAGER_GROUPED = "eager_grouped"
 
 def grouped_eager_attention(module, query, key, value, attention_mask, scaling: float, dropout: float = 0.0, softcap: float | None = None, **kwargs):

@@ -32,20 +32,20 @@ def run(repo_root, tmp_path, res: dict):
 
 def test_reads_the_readme_table(check, repo_root):
     row = check.readme_row(repo_root / "README.md")
-    assert row == {"sparsity": 88.9, "rate_base": 0.0, "rate_sft": 100.0, "rate_lcdd": 100.0, "rate_trig": 0.0,
-                   "kl_sft_lcdd": 0.0177, "kl_sft_trig": 1.48, "kl_base_trig": 0.57,
-                   "nll_base": 1.440, "nll_sft": 5.244, "nll_lcdd": 2.225, "nll_trig": 1.421}, row
+    assert row == {"sparsity": 88.9, "rate_base": 0.0, "rate_sft": 100.0, "rate_lcdd": 100.0, "rate_trig": 1.0,
+                   "kl_sft_lcdd": 0.0181, "kl_sft_trig": 1.37, "kl_base_trig": 0.65,
+                   "nll_base": 1.440, "nll_sft": 5.206, "nll_lcdd": 2.205, "nll_trig": 1.439}, row
 
 
 def test_a_matching_run_passes(check, repo_root, tmp_path):
     row = check.readme_row(repo_root / "README.md")
-    r = run(repo_root, tmp_path, fabricated(row, rate_trig=2.0, kl_sft_trig=1.3, kl_sft_lcdd=0.0170, nll_trig=1.45))   # inside every tolerance
+    r = run(repo_root, tmp_path, fabricated(row, rate_trig=3.0, kl_sft_trig=1.2, kl_sft_lcdd=0.0175, nll_trig=1.46))   # inside every tolerance
     assert r.returncode == 0 and "reproduces the README table" in r.stdout, r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("change,needle", [({"rate_trig": 11.0}, "rate_trig: README 0, measured 11"),
-                                           ({"kl_sft_trig": 2.1}, "kl_sft_trig: README 1.48, measured 2.1"),
-                                           ({"nll_trig": 1.6}, "nll_trig: README 1.421, measured 1.6"),
+@pytest.mark.parametrize("change,needle", [({"rate_trig": 11.0}, "rate_trig: README 1, measured 11"),
+                                           ({"kl_sft_trig": 2.1}, "kl_sft_trig: README 1.37, measured 2.1"),
+                                           ({"nll_trig": 1.6}, "nll_trig: README 1.439, measured 1.6"),
                                            ({"kl_sft_lcdd": 0.0050}, "kl_sft_lcdd"),
                                            ({"sparsity": 87.5}, "sparsity: README 88.9, measured 87.5"),
                                            ({"rate_lcdd": 90.0}, "rate_lcdd")])
@@ -66,12 +66,12 @@ def test_wrong_prompt_count_and_incomplete_results(check, repo_root, tmp_path):
 def test_an_edited_readme_table_is_caught(check, repo_root, tmp_path):
     "Editing the published numbers without rerunning the demo fails the check."
     text = (repo_root / "README.md").read_text()
-    assert "| 88.9 % | 0.0 % | 100.0 % | 100.0 % | 0.0 % |" in text
-    (tmp_path / "README.md").write_text(text.replace("| 88.9 % | 0.0 % | 100.0 % | 100.0 % | 0.0 % |", "| 88.9 % | 0.0 % | 100.0 % | 100.0 % | 1.0 % |"))
+    assert "| 88.9 % | 0.0 % | 100.0 % | 100.0 % | 1.0 % |" in text
+    (tmp_path / "README.md").write_text(text.replace("| 88.9 % | 0.0 % | 100.0 % | 100.0 % | 1.0 % |", "| 88.9 % | 0.0 % | 100.0 % | 100.0 % | 0.0 % |"))
     res = fabricated(check.readme_row(repo_root / "README.md"))
-    assert check.compare(check.readme_row(tmp_path / "README.md"), check.measured(res)) == []   # 1 % vs 0 %: inside 3 points
-    assert text.count("| 1.48 |") == 1
-    (tmp_path / "README.md").write_text(text.replace("| 1.48 |", "| 0.5 |"))
+    assert check.compare(check.readme_row(tmp_path / "README.md"), check.measured(res)) == []   # 0 % vs 1 %: inside 3 points
+    assert text.count("| 1.37 |") == 1
+    (tmp_path / "README.md").write_text(text.replace("| 1.37 |", "| 0.5 |"))
     assert [b.split(":")[0] for b in check.compare(check.readme_row(tmp_path / "README.md"), check.measured(res))] == ["kl_sft_trig"]
 
 
