@@ -20,6 +20,7 @@ largest logit difference between the two kernels on the padded batch in float32 
 """
 import argparse, statistics, time
 
+import sft_reverse_nb                     # before torch: the package's OpenMP settings (02b_threads) apply, as in `sftr`
 import torch
 
 from sft_reverse_nb.arch import load_model, load_tokenizer
@@ -74,6 +75,8 @@ def main():
         with torch.no_grad(), ac():
             dec_ids[id(m)] = package_generate(m, tok, dec_prompts, fmt, max_new_tokens=128, batch_size=100, return_ids=True)
 
+    from sft_reverse_nb.threads import openmp_summary, thread_settings
+    print(f"OpenMP: {openmp_summary(thread_settings())}")
     print(f"SmolLM2-135M-Instruct, CPU {torch.get_num_threads()} threads, bf16 autocast; sequences {seqs['input_ids'].shape[1]} tokens "
           f"(+20 trigger), generation {len(ids)} prompts x 64 tokens")
     print(f"largest |logit difference| {A} vs {B}, float32, padded batch: {diff:.2e}")
