@@ -27,6 +27,7 @@ from sft_reverse_nb.arch import load_model, load_tokenizer
 from sft_reverse_nb.data import builtin_prompts, chat_format
 from sft_reverse_nb.generate import generate as package_generate, pad_left, pad_id, prefixed_inputs
 from sft_reverse_nb.eraser import init_trigger, trigger_forward
+from sft_reverse_nb.threads import openmp_summary, thread_settings
 
 
 def main():
@@ -75,7 +76,6 @@ def main():
         with torch.no_grad(), ac():
             dec_ids[id(m)] = package_generate(m, tok, dec_prompts, fmt, max_new_tokens=128, batch_size=100, return_ids=True)
 
-    from sft_reverse_nb.threads import openmp_summary, thread_settings
     print(f"OpenMP: {openmp_summary(thread_settings())}")
     print(f"SmolLM2-135M-Instruct, CPU {torch.get_num_threads()} threads, bf16 autocast; sequences {seqs['input_ids'].shape[1]} tokens "
           f"(+20 trigger), generation {len(ids)} prompts x 64 tokens")

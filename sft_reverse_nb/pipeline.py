@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy, inspect, os, re, time, warnings
 from dataclasses import asdict
 from pathlib import Path
-from .arch import load_model, load_tokenizer, tiny_model, resolve_dtype, resolve_device
+from .arch import EAGER_GROUPED, load_model, load_tokenizer, tiny_model, resolve_dtype, resolve_device
 from .artefacts import save_json, load_json, load_tensors, atomic_path
 from .provenance import ProvenanceError, verify_stage, weights_fingerprint
 from fastcore.basics import patch
@@ -81,7 +81,7 @@ def _paper_preset(task: str, model: str) -> dict:
 
 PRESETS: dict[str, dict] = {f"{t}-{m}": _paper_preset(t, m) for t, m in TABLE7}
 PRESETS["cpu-smollm2"] = {
-    "model": "smollm2", "base": "smollm2", "chat_template": None, "dtype": "float32", "device": "cpu", "attn_implementation": "eager_grouped",
+    "model": "smollm2", "base": "smollm2", "chat_template": None, "dtype": "float32", "device": "cpu", "attn_implementation": EAGER_GROUPED,
     "task": {"name": "fixed_response", "source": "builtin", "n_train": 800, "n_eval": 100, "seed": 0},
     "sft": {"steps": 24, "batch_size": 8, "lr": 1e-4, "warmup_steps": 5, "schedule": "constant_with_warmup", "loss_on": "response",
             "mixed_precision": "bf16", "save_every": 12},
