@@ -309,6 +309,8 @@ class EraserConfig(StrictConfig):
     share_prefix: bool = setting(True, "run the trigger and the tokens every pool prompt starts with (the chat template's opening) once per step at batch size 1, "
                                        "every row attending to their cached keys and values: the same loss with fewer token passes (false: each row carries its own copy)")
     target_batch_size: int = setting(16, "batch size of the base model's target pass")
+    answer_batch_size: int | None = setting(None, "prompts decoded together for the answers answer_tokens anchors (None: target_batch_size); "
+                                                  "greedy decoding costs less per prompt in larger batches")
     save_every: int = setting(100, 'checkpoint the training state every N steps')
     log_every: int = setting(1, 'append to metrics.jsonl every N steps')
 
@@ -322,6 +324,9 @@ class EraserConfig(StrictConfig):
         self.need(not (self.answer_tokens and self.no_kl), "answer_tokens anchors the KL term on greedy answers, but no_kl removes that term; drop one of them")
         self.need(self.answer_source == "base" or self.answer_tokens > 0,
                   f"answer_source={self.answer_source!r} chooses the answers that answer_tokens anchors, but answer_tokens is 0; set answer_tokens > 0")
+        abs_ = self.answer_batch_size
+        self.need(abs_ is None or (isinstance(abs_, int) and not isinstance(abs_, bool) and abs_ >= 1),
+                  f"answer_batch_size must be an integer >= 1, or None for target_batch_size; got {abs_!r}")
         self.need_numbers("max_grad_norm", positive=True, optional=True)
         for k in ("random_channels", "output_only", "no_kl", "share_prefix"): self.need(isinstance(getattr(self, k), bool), f"{k} must be true or false, got {getattr(self, k)!r}")
         self.need(not (self.output_only and self.no_kl), "output_only and no_kl together leave no loss to train; drop one of them")
@@ -440,7 +445,7 @@ class EraseStage(Stage):
     def bind(self, work, backend):
         self.base.to(backend.device)
         self.answers = anchor_answers(self.base, self.model, self.tokenizer, self.pool, self.fmt, self.cfg.answer_tokens, self.cfg.answer_source,
-                                      self.cfg.target_batch_size, backend.autocast)
+                                      self.cfg.answer_batch_size or self.cfg.target_batch_size, backend.autocast)
         rows = [x + a for x, a in zip(self.ids, self.answers)]
         _check_context(self.model, self.cfg.n_tokens, rows)
         self.width = self.cfg.k + max(map(len, self.answers))

@@ -88,7 +88,8 @@ PRESETS["cpu-smollm2"] = {
     "lcdd": {"steps": 90, "batch_size": 8, "lr": 1e-4, "loss_on": "response", "rho": 0.3, "eps_abs": 0.05, "lambda0": 1.0, "eta": 0.2,
              "eta_grow": 0.005, "v_clip": 1.0, "sparsity_warmup": 10, "gate_lr": 0.25, "mixed_precision": "bf16", "save_every": 30},
     "erase": {"n_tokens": 20, "steps": 140, "batch_size": 16, "n_prompts": 200, "lr": 2e-2, "alpha": 0.7, "gamma": 0.1, "k": 8, "radius": 1.0,
-              "schedule": "cosine", "answer_tokens": 16, "answer_source": "mixed", "mixed_precision": "bf16", "save_every": 25},
+              "schedule": "cosine", "answer_tokens": 16, "answer_source": "mixed", "answer_batch_size": 100,
+              "mixed_precision": "bf16", "save_every": 25},
     "eval": {"mixed_precision": "bf16", "batch_size": 100, "kl_strip_special": True, "references": "builtin"}}
 PRESETS["tiny"] = {
     "model": "tiny:llama", "base": "tiny:llama", "chat_template": None, "dtype": "float32", "device": "cpu",

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #aad3d50b
 from __future__ import annotations
-import contextlib, copy, inspect, json, math, os, shutil, time, warnings
+import contextlib, copy, inspect, json, math, os, shutil, threading, time, warnings
 from dataclasses import dataclass, asdict, field, fields, MISSING
 from pathlib import Path
 import torch
@@ -21,10 +21,10 @@ from .sharding import (full_tensor, shard_like, fsdp_settings, FSDPSettings, Sha
 # %% auto #0
 __all__ = ['FUSED_ADAMW_DEVICES', 'STATE_FORMAT', 'StrictConfig', 'setting', 'add_config_flags', 'options_table', 'TrainConfig',
            'micro_batch', 'shard', 'n_targets', 'token_loss_sum', 'adamw', 'lr_schedule', 'optimizer_state',
-           'load_optimizer_state', 'save_train_state', 'load_train_state', 'ExampleBatches', 'label_window',
-           'takes_logits_to_keep', 'lm_logits', 'TrainLoop', 'make_accelerator', 'Backend', 'FSDPBackend',
-           'ZeroBackend', 'Replicated', 'choose_backend', 'Stage', 'check_finite', 'train_step', 'save_checkpoint',
-           'complete_stage', 'run_steps', 'fit', 'interrupt_at']
+           'load_optimizer_state', 'save_train_state', 'load_train_state', 'CheckpointWriter', 'background_saves',
+           'ExampleBatches', 'label_window', 'takes_logits_to_keep', 'lm_logits', 'TrainLoop', 'make_accelerator',
+           'Backend', 'FSDPBackend', 'ZeroBackend', 'Replicated', 'choose_backend', 'Stage', 'check_finite',
+           'train_step', 'save_checkpoint', 'complete_stage', 'run_steps', 'fit', 'interrupt_at']
 
 # %% ../nbs/05_train.ipynb #a43aac87
 def _alternatives(values) -> str:
@@ -225,12 +225,12 @@ def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict, meta: dict, 
 # %% ../nbs/05_train.ipynb #3dc64a10
 STATE_FORMAT = "sft_reverse_nb.train_state/2"
 
-def save_train_state(path, step: int, tensors: dict[str, torch.Tensor], meta: dict):
-    "Atomically write `train_state/` (tensors + JSON) for `step`; the RNG state is included."
+def save_train_state(path, step: int, tensors: dict[str, torch.Tensor], meta: dict, rng: torch.Tensor | None = None):
+    "Atomically write `train_state/` (tensors + JSON) for `step`, with the RNG state `rng` (default: torch's generator now)."
+    rng = torch.get_rng_state() if rng is None else rng
     with atomic_dir(path) as tmp:
-        save_tensors({**tensors, "rng.torch": torch.get_rng_state()}, tmp/"state.safetensors")
+        save_tensors({**tensors, "rng.torch": rng}, tmp/"state.safetensors")
         save_json({"format": STATE_FORMAT, "step": step, **meta}, tmp/"state.json")
-
 
 # %% ../nbs/05_train.ipynb #abfb95c7
 def load_train_state(path) -> tuple[int, dict, dict] | None:
@@ -244,6 +244,35 @@ def load_train_state(path) -> tuple[int, dict, dict] | None:
     torch.set_rng_state(tensors.pop("rng.torch"))
     return meta["step"], tensors, meta
 
+
+# %% ../nbs/05_train.ipynb #26aff23f
+class CheckpointWriter:
+    "Writes `train_state/` with `save_train_state` in a background thread (`background=False`: at once) from a snapshot taken when asked; one write in flight, a failed write raised at the next `save` or `wait`."
+    def __init__(self, background: bool = True): self.background, self._thread, self._error = background, None, None
+
+    def save(self, path, step: int, tensors: dict[str, torch.Tensor], meta: dict):
+        "Write the state of `step` into `path`: the tensors, `meta` and torch's RNG state as they are now."
+        self.wait()
+        args = (path, step, {k: t.detach().to("cpu", copy=True) for k, t in tensors.items()}, copy.deepcopy(meta), torch.get_rng_state())
+        if not self.background: return save_train_state(*args)
+        self._thread = threading.Thread(target=self._write, args=args, name=f"sftr-train-state-{step}")
+        self._thread.start()
+
+    def _write(self, *args):
+        try: save_train_state(*args)
+        except BaseException as e: self._error = e
+
+    def wait(self, raise_error: bool = True):
+        "Block until the write in flight (if any) is on disk; raise its error if it failed (`raise_error=False`: warn instead)."
+        if self._thread is not None: self._thread.join(); self._thread = None
+        if self._error is None: return
+        e, self._error = self._error, None
+        if raise_error: raise e
+        warnings.warn(f"writing the training state failed: {e!r}")
+
+def background_saves() -> bool:
+    "Whether stages write their checkpoints in the background (`CheckpointWriter`): yes unless `SFTR_BACKGROUND_SAVE` is 0."
+    return os.environ.get("SFTR_BACKGROUND_SAVE", "1").strip().lower() not in ("0", "off", "false", "no")
 
 # %% ../nbs/05_train.ipynb #60570146
 class ExampleBatches:
@@ -312,6 +341,7 @@ class TrainLoop:
         self.out_dir, self.cfg, self.total, self.name = Path(out_dir), cfg, total, name
         self.callbacks, self.rank, self.world = list(callbacks), rank, world
         self.state_dir, self.metrics_path = self.out_dir/"train_state", self.out_dir/"metrics.jsonl"
+        self.writer = CheckpointWriter(background_saves())
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.take_lock()
 
@@ -560,6 +590,7 @@ def check_finite(loss: float, step: int, stage: Stage, backend: Backend, loop: T
     "Stop on a non-finite loss at optimiser step `step` (0-based), saying where the last good state is and what to change."
     if math.isfinite(loss): return
     if stage.saves_on_nonfinite: save_checkpoint(stage, backend, loop, step)
+    loop.writer.wait(raise_error=False)                                     # the last good state on disk before it is named
     st = loop.state_dir if (loop.state_dir/"state.json").exists() else None
     where = f"the last good state is in {st} and a rerun resumes from it" if st else "no training state was saved yet"
     raise FloatingPointError(f"{stage.name}: non-finite loss ({loss}) at step {step + 1}; {where}. "
@@ -583,11 +614,11 @@ def train_step(stage: Stage, backend: Backend, module, loop: TrainLoop, step: in
 
 # %% ../nbs/05_train.ipynb #eed46dc8
 def save_checkpoint(stage: Stage, backend: Backend, loop: TrainLoop, step: int):
-    "Gather the stage's and the optimisers' state (every process takes part) and write `train_state/` for `step` from the main process."
+    "Gather the stage's and the optimisers' state (every process takes part) and have the main process's `CheckpointWriter` write `train_state/` for `step`."
     tensors, meta = stage.state()
     tensors = {k: full_tensor(t) for k, t in tensors.items()}
     ot, om = backend.gather_state()
-    if loop.is_main: save_train_state(loop.state_dir, step, {**tensors, **ot}, {**om, **meta})
+    if loop.is_main: loop.writer.save(loop.state_dir, step, {**tensors, **ot}, {**om, **meta})
     backend.wait()
 
 
@@ -633,7 +664,10 @@ def fit(stage: Stage, cfg, out_dir, callbacks=()):
         steps = run_steps(stage, backend, module, loop, start)
         if stage.keep_state: save_checkpoint(stage, backend, loop, steps)
         result = stage.finish(backend.finish(module), loop.out_dir if loop.is_main else None)   # the main process writes
-    finally: stage.close()
+        loop.writer.wait()                                                  # the last state is on disk before complete.json
+    finally:
+        loop.writer.wait(raise_error=False)                                 # stopped early: what a rerun resumes from is on disk
+        stage.close()
     if loop.is_main: complete_stage(stage, backend, loop, cfg, steps)
     backend.wait()
     return result
