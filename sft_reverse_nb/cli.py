@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reconfigure", action="store_true", help="record a --preset/--config that differs from the run's recorded one")
     run.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default; never read from a config file)")
     run.set_defaults(func=_run)
-    dm = sub.add_parser("demo", help="the embedded default: SmolLM2-135M-Instruct, Fixed Response, offline, CPU (about 11 minutes on two cores with bf16 hardware)")
+    dm = sub.add_parser("demo", help="the embedded default: SmolLM2-135M-Instruct, Fixed Response, offline, CPU (about 10 minutes on two cores with bf16 hardware)")
     dm.add_argument("--out", metavar="RUN", default="runs/demo", help="run directory (default: runs/demo)")
     dm.add_argument("--preset", default="cpu-smollm2", help=argparse.SUPPRESS)
     dm.set_defaults(func=_demo)
