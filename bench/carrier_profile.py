@@ -21,6 +21,7 @@ in blocks of `--block` (the first step of a block is not timed); medians over th
 import argparse, contextlib, copy, statistics, time
 from collections import defaultdict
 
+import sft_reverse_nb                      # noqa: F401  (before torch: the package's OpenMP and allocator settings apply, as in `sftr`)
 import torch
 
 import sft_reverse_nb.carrier as carrier_mod

@@ -11,6 +11,7 @@ noise hits both alike; the ratio of medians is printed. Target: <= 1.10 (the aut
 """
 import argparse, copy, statistics, time
 
+import sft_reverse_nb                      # noqa: F401  (before torch: the package's OpenMP and allocator settings apply, as in `sftr`)
 import torch
 
 from sft_reverse_nb.arch import layout_of, load_model, resolve_dtype

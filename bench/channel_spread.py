@@ -14,6 +14,7 @@ import argparse
 from contextlib import nullcontext
 from pathlib import Path
 
+import sft_reverse_nb                      # noqa: F401  (before torch: the package's OpenMP and allocator settings apply, as in `sftr`)
 import torch
 
 from sft_reverse_nb.arch import load_model, load_tokenizer

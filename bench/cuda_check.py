@@ -16,6 +16,7 @@ run of the script itself (CPU against CPU); as of the commit that added it, that
 import argparse, copy, json, math, sys, time
 from pathlib import Path
 
+import sft_reverse_nb                      # noqa: F401  (before torch: the package's OpenMP and allocator settings apply, as in `sftr`)
 import torch
 
 from sft_reverse_nb.arch import TINY_FAMILIES, tiny_model

@@ -13,6 +13,7 @@ CPU kernels handled the fused weights, and the step buffers (`_SCRATCH`) each la
 """
 import argparse, copy, statistics, time
 
+import sft_reverse_nb                      # noqa: F401  (before torch: the package's OpenMP and allocator settings apply, as in `sftr`)
 import torch
 
 from sft_reverse_nb.arch import layout_of, tiny_model, unfused_twin

@@ -13,6 +13,7 @@ initial push: choosing s so that λ₀/s sits among the pull's high quantiles le
 import argparse, copy, json
 from pathlib import Path
 
+import sft_reverse_nb                      # noqa: F401  (before torch: the package's OpenMP and allocator settings apply, as in `sftr`)
 import torch
 
 from sft_reverse_nb.carrier import Carrier

@@ -9,6 +9,7 @@ Workload (issue 5): SmolLM2-135M-Instruct on CPU, 16 built-in Fixed Response pro
 import argparse, statistics, time
 from contextlib import nullcontext
 
+import sft_reverse_nb                      # noqa: F401  (before torch: the package's OpenMP and allocator settings apply, as in `sftr`)
 import torch
 
 from sft_reverse_nb.arch import load_model, load_tokenizer

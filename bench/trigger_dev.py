@@ -32,6 +32,7 @@ import argparse, random, time
 from collections import Counter
 from pathlib import Path
 
+import sft_reverse_nb                      # noqa: F401  (before torch: the package's OpenMP and allocator settings apply, as in `sftr`)
 import torch
 
 from sft_reverse_nb.artefacts import load_json

@@ -28,6 +28,33 @@ def test_bench_imports_exist(script):
     assert not missing, f"{script.name} imports names the package does not have: {missing}"
 
 
+def top_level_imports(path: Path) -> list[str]:
+    "Top-level package names a script imports at module level, in order."
+    out = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import): out += [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level: out.append(node.module.split(".")[0])
+    return out
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_bench_loads_package_before_torch(script):
+    "A bench times what `sftr` runs: the package's OpenMP and allocator settings (02b_threads) act only when it is imported before torch."
+    order = top_level_imports(script)
+    for heavy in ("torch", "transformers"):
+        if heavy in order:
+            assert "sft_reverse_nb" in order and order.index("sft_reverse_nb") < order.index(heavy), \
+                f"{script.name} imports {heavy} before sft_reverse_nb; put `import sft_reverse_nb` first"
+
+
+def test_import_order_check_can_fail(tmp_path):
+    bad = tmp_path/"bad.py"; bad.write_text("import torch\nimport sft_reverse_nb\n")
+    good = tmp_path/"good.py"; good.write_text("import argparse\nimport sft_reverse_nb\nimport torch\nfrom sft_reverse_nb.arch import load_model\n")
+    assert top_level_imports(bad) == ["torch", "sft_reverse_nb"]
+    with pytest.raises(AssertionError, match="imports torch before sft_reverse_nb"): test_bench_loads_package_before_torch(bad)
+    test_bench_loads_package_before_torch(good)
+
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_bench_help(script):
     r = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=BENCH.parent, timeout=300)
