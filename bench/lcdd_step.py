@@ -17,6 +17,9 @@ run: W_base + (r c^T) * Delta with both sides gated).
 `nbs/02a_kernels.ipynb` (SFTR_CPU_KERNELS=0); `--kernels both` times both paths in the same alternation, so that
 what the kernels save is measured under the same machine noise.
 
+The blocks hand over through checkpoints (each resumes where the stage's last block stopped), so they are written at once
+(`SFTR_BACKGROUND_SAVE=0`, nbs/05_train.ipynb): a background write would run into the next block's timed steps.
+
 `--seq 64` (default) is DESIGN.md §6's workload (batch 8 x 64, whole-sequence loss); `--seq 0` uses the
 task's own examples (about 45 tokens, response-only loss) as the CPU preset trains on them.
 """
@@ -58,6 +61,7 @@ def bench_task(seq: int):
 def timing(blocks: int, block: int, mp: str, seq: int, kernels: str, attn: str | None = None, skip: int = 2) -> dict:
     "Alternating blocks of real trainer steps in one process; per-stage step times (first `skip` of each block dropped)."
     os.environ["SFTR_NO_PROGRESS"] = "1"
+    os.environ["SFTR_BACKGROUND_SAVE"] = "0"      # the blocks hand over through checkpoints: written at once, not into the next (timed) step
     import copy
     from sft_reverse_nb.arch import load_model, load_tokenizer
     from sft_reverse_nb.carrier import perturbed_copy

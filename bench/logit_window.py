@@ -16,6 +16,7 @@ class Stop(Exception): pass
 
 def timing(blocks: int, block: int, mp: str, skip: int = 2) -> dict:
     os.environ["SFTR_NO_PROGRESS"] = "1"
+    os.environ["SFTR_BACKGROUND_SAVE"] = "0"      # the blocks hand over through checkpoints: written at once, not into the next (timed) step
     import sft_reverse_nb.train as train
     from sft_reverse_nb.arch import load_model, load_tokenizer
     from sft_reverse_nb.carrier import perturbed_copy

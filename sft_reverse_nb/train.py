@@ -250,11 +250,11 @@ class CheckpointWriter:
     "Writes `train_state/` with `save_train_state` in a background thread (`background=False`: at once) from a snapshot taken when asked; one write in flight, a failed write raised at the next `save` or `wait`."
     def __init__(self, background: bool = True): self.background, self._thread, self._error = background, None, None
 
-    def save(self, path, step: int, tensors: dict[str, torch.Tensor], meta: dict):
-        "Write the state of `step` into `path`: the tensors, `meta` and torch's RNG state as they are now."
+    def save(self, path, step: int, tensors: dict[str, torch.Tensor], meta: dict, background: bool | None = None):
+        "Write the state of `step` into `path`: the tensors, `meta` and torch's RNG state as they are now (`background=False`: at once, without a snapshot)."
         self.wait()
+        if not (self.background if background is None else background): return save_train_state(path, step, tensors, meta, torch.get_rng_state())
         args = (path, step, {k: t.detach().to("cpu", copy=True) for k, t in tensors.items()}, copy.deepcopy(meta), torch.get_rng_state())
-        if not self.background: return save_train_state(*args)
         self._thread = threading.Thread(target=self._write, args=args, name=f"sftr-train-state-{step}")
         self._thread.start()
 
@@ -592,7 +592,7 @@ class Stage:
 def check_finite(loss: float, step: int, stage: Stage, backend: Backend, loop: TrainLoop):
     "Stop on a non-finite loss at optimiser step `step` (0-based), saying where the last good state is and what to change."
     if math.isfinite(loss): return
-    if stage.saves_on_nonfinite: save_checkpoint(stage, backend, loop, step)
+    if stage.saves_on_nonfinite: save_checkpoint(stage, backend, loop, step, background=False)
     loop.writer.wait(raise_error=False)                                     # the last good state on disk before it is named
     st = loop.state_dir if (loop.state_dir/"state.json").exists() else None
     where = f"the last good state is in {st} and a rerun resumes from it" if st else "no training state was saved yet"
@@ -616,12 +616,12 @@ def train_step(stage: Stage, backend: Backend, module, loop: TrainLoop, step: in
 
 
 # %% ../nbs/05_train.ipynb #eed46dc8
-def save_checkpoint(stage: Stage, backend: Backend, loop: TrainLoop, step: int):
+def save_checkpoint(stage: Stage, backend: Backend, loop: TrainLoop, step: int, background: bool | None = None):
     "Gather the stage's and the optimisers' state (every process takes part) and have the main process's `CheckpointWriter` write `train_state/` for `step`."
     tensors, meta = stage.state()
     tensors = {k: full_tensor(t) for k, t in tensors.items()}
     ot, om = backend.gather_state()
-    if loop.is_main: loop.writer.save(loop.state_dir, step, {**tensors, **ot}, {**om, **meta})
+    if loop.is_main: loop.writer.save(loop.state_dir, step, {**tensors, **ot}, {**om, **meta}, background)
     backend.wait()
 
 
@@ -665,7 +665,7 @@ def fit(stage: Stage, cfg, out_dir, callbacks=()):
         module = backend.wrap(work, stage.bind(work, backend), stage.max_grad_norm)
         if tensors is not None: backend.load_state(tensors, meta); stage.load_state(meta)
         steps = run_steps(stage, backend, module, loop, start)
-        if stage.keep_state: save_checkpoint(stage, backend, loop, steps)
+        if stage.keep_state: save_checkpoint(stage, backend, loop, steps, background=False)   # the last state: no step follows it to overlap, so no snapshot is worth its memory
         result = stage.finish(backend.finish(module), loop.out_dir if loop.is_main else None)   # the main process writes
         loop.writer.wait()                                                  # the last state is on disk before complete.json
     finally:
