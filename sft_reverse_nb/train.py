@@ -592,8 +592,8 @@ class Stage:
 def check_finite(loss: float, step: int, stage: Stage, backend: Backend, loop: TrainLoop):
     "Stop on a non-finite loss at optimiser step `step` (0-based), saying where the last good state is and what to change."
     if math.isfinite(loss): return
+    loop.writer.wait(raise_error=False)                                     # a write in flight is on disk (its failure a warning, not this error)
     if stage.saves_on_nonfinite: save_checkpoint(stage, backend, loop, step, background=False)
-    loop.writer.wait(raise_error=False)                                     # the last good state on disk before it is named
     st = loop.state_dir if (loop.state_dir/"state.json").exists() else None
     where = f"the last good state is in {st} and a rerun resumes from it" if st else "no training state was saved yet"
     raise FloatingPointError(f"{stage.name}: non-finite loss ({loss}) at step {step + 1}; {where}. "
