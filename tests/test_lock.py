@@ -79,7 +79,9 @@ def test_stale_lock_of_a_killed_writer_is_taken_over(sft_run, tmp_path):
     run = tmp_path / "run"; shutil.copytree(sft_run, run)
     lock, metrics = run / "lcdd" / ".lock", run / "lcdd" / "metrics.jsonl"
     first = sftr("lcdd", run, "--steps", "100")           # the tiny preset saves every 40 steps
-    wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 45, first, what="45 logged steps")
+    state = run / "lcdd" / "train_state" / "state.json"                # written in the background: on disk a little after step 40
+    wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 45 and state.exists(), first,
+             what="45 logged steps and the step-40 checkpoint on disk")
     first.send_signal(signal.SIGKILL); first.communicate()
     assert json.loads(lock.read_text())["pid"] == first.pid                       # a killed process cannot release its lock
     again = sftr("lcdd", run, "--steps", "100")
