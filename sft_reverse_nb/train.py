@@ -253,7 +253,7 @@ class CheckpointWriter:
     def save(self, path, step: int, tensors: dict[str, torch.Tensor], meta: dict, background: bool | None = None):
         "Write the state of `step` into `path`: the tensors, `meta` and torch's RNG state as they are now (`background=False`: at once, without a snapshot)."
         self.wait()
-        if not (self.background if background is None else background): return save_train_state(path, step, tensors, meta, torch.get_rng_state())
+        if not (self.background if background is None else background): return save_train_state(path, step, tensors, meta)
         args = (path, step, {k: t.detach().to("cpu", copy=True) for k, t in tensors.items()}, copy.deepcopy(meta), torch.get_rng_state())
         self._thread = threading.Thread(target=self._write, args=args, name=f"sftr-train-state-{step}")
         self._thread.start()
