@@ -60,16 +60,19 @@ def compose_weight(w_base, delta, r, c, out: torch.Tensor | None = None) -> torc
 
 # %% ../nbs/03_carrier.ipynb #ea9d40c3
 def _gate_grads(gw, delta, r, c, open_sides, need_r: bool, need_c: bool, need_d: bool):
-    "$\\partial L/\\partial r$, $\\partial L/\\partial c$ (None where not needed) and $G_W$ masked in place if `need_d`: the CPU kernel's one pass, else torch operations."
-    res = fused_gate_grads(gw, delta, r, c, open_sides, need_r, need_c, need_d)
-    if res is not None: return res
+    "$\\partial L/\\partial r$, $\\partial L/\\partial c$ (None where not needed) and $\\partial L/\\partial\\Delta = G_W\\odot r c^\\top$ in Δ's dtype (None unless `need_d`) from $G_W$ in the matmul's dtype: the CPU kernel's one pass (which reads a bf16 $G_W$ as it is), else torch operations."
+    widen = gw.dtype == torch.bfloat16 and delta.dtype == torch.float32 and gw.device.type == "cpu"   # where the kernel can read it as it is
+    out = torch.empty(gw.shape, dtype=delta.dtype) if widen else gw
+    res = fused_gate_grads(gw, delta, r, c, open_sides, need_r, need_c, need_d, out=out)
+    if res is not None: return (*res, out if need_d else None)
+    gw = out.copy_(gw) if widen else gw.to(delta.dtype)
     gr = gc = None
     if need_r or need_c:
         g = torch.mul(gw, delta, out=_scratch(gw, "w"))     # the composed weight is no longer needed
         if need_r: gr = g @ c
         if need_c: gc = r @ g
     if need_d and not all(open_sides): gw.mul_(gate_mask(r, c, delta, open_sides))
-    return gr, gc
+    return gr, gc, gw if need_d else None
 
 class GatedLinearFn(torch.autograd.Function):
     "$y = x\\,(W_{base} + (r c^\\top)\\odot\\Delta)^\\top + b$ with a hand-written backward for $x$, $\\Delta$, $r$ and $c$ (the weight composed again there, except under autocast)."
@@ -99,9 +102,8 @@ class GatedLinearFn(torch.autograd.Function):
             gy = gy.to(x.dtype)
             if need_x: gx = gy @ (w if w is not None else _compose(w_base, delta, r, c, ctx.open_sides, _scratch(delta, "w", x.dtype)))
             if need_d or need_r or need_c:
-                gw = (gy.reshape(-1, gy.shape[-1]).T @ x.reshape(-1, x.shape[-1])).to(delta.dtype)
-                gr, gc = _gate_grads(gw, delta, r, c, ctx.open_sides, need_r, need_c, need_d)
-                if need_d: gd = gw                                 # dL/dDelta = G_W * r c^T, formed in place
+                gw = gy.reshape(-1, gy.shape[-1]).T @ x.reshape(-1, x.shape[-1])   # in the matmul's dtype (bf16 under CPU autocast)
+                gr, gc, gd = _gate_grads(gw, delta, r, c, ctx.open_sides, need_r, need_c, need_d)   # dL/dDelta = G_W * r c^T
         return gx, None, gd, gr, gc, None
 
 

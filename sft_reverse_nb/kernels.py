@@ -53,8 +53,10 @@ void sftr_compose(void *out, int out_bf16, const float *wb, const float *d, cons
 }
 
 /* One pass over G_W and d: gr = (G_W*d) c and gc = (G_W*d)^T r (either may be NULL: not needed), then, if mask,
-   G_W *= r c^T in place. r or c NULL = all ones. gc sums per thread, then over threads in a fixed order. */
-int sftr_gate_grads(float *gw, const float *d, const float *r, const float *c, float *gr, float *gc,
+   G_W *= r c^T in place. r or c NULL = all ones. gc sums per thread, then over threads in a fixed order.
+   gin non-NULL: G_W is read from the bfloat16 matrix gin (as a bf16 matrix product leaves it), each row widened
+   into gw's row first (exact), so gw receives the float32 G_W, masked. */
+int sftr_gate_grads(float *gw, const uint16_t *gin, const float *d, const float *r, const float *c, float *gr, float *gc,
                     int64_t R, int64_t C, int mask, int nth) {
   float *acc = NULL;
   if (gc) { acc = (float *)calloc((size_t)nth * (size_t)C, sizeof(float)); if (!acc) return 1; }
@@ -69,6 +71,7 @@ int sftr_gate_grads(float *gw, const float *d, const float *r, const float *c, f
     for (int64_t i = 0; i < R; i++) {
       float *g = gw + i * C; const float *di = d + i * C;
       const float ri = r ? r[i] : 1.0f;
+      if (gin) { const uint16_t *h = gin + i * C; for (int64_t j = 0; j < C; j++) { uint32_t u = (uint32_t)h[j] << 16; memcpy(g + j, &u, 4); } }
       if (gr) {
         float s = 0.0f;
         if (c) { _Pragma("omp simd reduction(+:s)") for (int64_t j = 0; j < C; j++) s += (g[j] * di[j]) * c[j]; }
@@ -117,7 +120,7 @@ def _compile(cc: str, flags: list[str], src: Path, dest: Path) -> str | None:
 def _configure(lib: ctypes.CDLL) -> ctypes.CDLL:
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     lib.sftr_compose.argtypes, lib.sftr_compose.restype = [p, i32, p, p, p, p, i64, i64, i32], None
-    lib.sftr_gate_grads.argtypes, lib.sftr_gate_grads.restype = [p, p, p, p, p, p, i64, i64, i32, i32], i32
+    lib.sftr_gate_grads.argtypes, lib.sftr_gate_grads.restype = [p, p, p, p, p, p, p, i64, i64, i32, i32], i32
     return lib
 
 def _sha256(path) -> str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -198,16 +201,20 @@ def fused_compose(w_base: torch.Tensor, delta: torch.Tensor, r: torch.Tensor, c:
     return True
 
 def fused_gate_grads(gw: torch.Tensor, delta: torch.Tensor, r: torch.Tensor, c: torch.Tensor, open_sides: tuple[bool, bool],
-                     need_r: bool = True, need_c: bool = True, mask: bool = True):
-    "$(G_W\\odot\\Delta)c$ and $(G_W\\odot\\Delta)^\\top r$ (None where not needed) and, if `mask`, $G_W \\leftarrow G_W\\odot r c^\\top$ in place — one pass; None when the kernel does not apply."
-    if not _applies(gw, delta, r, c) or gw.shape != delta.shape: return None
+                     need_r: bool = True, need_c: bool = True, mask: bool = True, out: torch.Tensor | None = None):
+    "$(G_W\\odot\\Delta)c$ and $(G_W\\odot\\Delta)^\\top r$ (None where not needed) and, if `mask`, $G_W\\odot r c^\\top$ written into `out` (default: `gw`, in place) — one pass; None when the kernel does not apply. A bfloat16 `gw` is read as it is (widened exactly) and needs a float32 `out`."
+    out = gw if out is None else out
+    if gw.dtype == torch.bfloat16:
+        if out is gw or not (gw.device.type == "cpu" and gw.is_contiguous()): return None
+    elif out is not gw: return None
+    if not _applies(out, delta, r, c) or gw.shape != delta.shape or out.shape != delta.shape: return None
     lib = cpu_kernels()
     if lib is None: return None
     R, C = gw.shape
-    gr = torch.empty(R, dtype=gw.dtype) if need_r else None
-    gc = torch.empty(C, dtype=gw.dtype) if need_c else None
+    gr = torch.empty(R, dtype=out.dtype) if need_r else None
+    gc = torch.empty(C, dtype=out.dtype) if need_c else None
     masked = mask and not all(open_sides)
-    if lib.sftr_gate_grads(gw.data_ptr(), delta.data_ptr(), *_gate_ptrs(r, c, open_sides), _ptr(gr), _ptr(gc), R, C, int(masked),
-                           torch.get_num_threads()):
+    if lib.sftr_gate_grads(out.data_ptr(), None if out is gw else gw.data_ptr(), delta.data_ptr(), *_gate_ptrs(r, c, open_sides), _ptr(gr), _ptr(gc),
+                           R, C, int(masked), torch.get_num_threads()):
         raise MemoryError(f"the gate-gradient kernel could not allocate {torch.get_num_threads()} x {C} floats")
     return gr, gc
