@@ -62,10 +62,11 @@ def compose_weight(w_base, delta, r, c, out: torch.Tensor | None = None) -> torc
 def _gate_grads(gw, delta, r, c, open_sides, need_r: bool, need_c: bool, need_d: bool):
     "$\\partial L/\\partial r$, $\\partial L/\\partial c$ (None where not needed) and $\\partial L/\\partial\\Delta = G_W\\odot r c^\\top$ in Δ's dtype (None unless `need_d`) from $G_W$ in the matmul's dtype: the CPU kernel's one pass (which reads a bf16 $G_W$ as it is), else torch operations."
     widen = gw.dtype == torch.bfloat16 and delta.dtype == torch.float32 and gw.device.type == "cpu"   # where the kernel can read it as it is
+    if not widen: gw = gw.to(delta.dtype)                   # e.g. fp16 autocast: converted first, as before (a no-op when the dtypes agree)
     out = torch.empty(gw.shape, dtype=delta.dtype) if widen else gw
     res = fused_gate_grads(gw, delta, r, c, open_sides, need_r, need_c, need_d, out=out)
     if res is not None: return (*res, out if need_d else None)
-    gw = out.copy_(gw) if widen else gw.to(delta.dtype)
+    if widen: gw = out.copy_(gw)
     gr = gc = None
     if need_r or need_c:
         g = torch.mul(gw, delta, out=_scratch(gw, "w"))     # the composed weight is no longer needed
