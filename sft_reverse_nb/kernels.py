@@ -204,10 +204,8 @@ def fused_gate_grads(gw: torch.Tensor, delta: torch.Tensor, r: torch.Tensor, c: 
                      need_r: bool = True, need_c: bool = True, mask: bool = True, out: torch.Tensor | None = None):
     "$(G_W\\odot\\Delta)c$ and $(G_W\\odot\\Delta)^\\top r$ (None where not needed) and, if `mask`, $G_W\\odot r c^\\top$ written into `out` (default: `gw`, in place) — one pass; None when the kernel does not apply. A bfloat16 `gw` is read as it is (widened exactly) and needs a float32 `out`."
     out = gw if out is None else out
-    if gw.dtype == torch.bfloat16:
-        if out is gw or not (gw.device.type == "cpu" and gw.is_contiguous()): return None
-    elif out is not gw: return None
-    if not _applies(out, delta, r, c) or gw.shape != delta.shape or out.shape != delta.shape: return None
+    readable = gw is out or (gw.dtype == torch.bfloat16 and gw.device.type == "cpu" and gw.is_contiguous())   # float32 in place, or bf16 read into `out`
+    if not readable or not _applies(out, delta, r, c) or gw.shape != delta.shape or out.shape != delta.shape: return None
     lib = cpu_kernels()
     if lib is None: return None
     R, C = gw.shape
