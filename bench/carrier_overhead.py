@@ -23,18 +23,10 @@ import sft_reverse_nb                      # noqa: F401  (before torch: the pack
 import torch
 import torch.nn.functional as F
 
-from sft_reverse_nb.arch import layout_of, tiny_model
+from sft_reverse_nb.arch import tiny_model
 from sft_reverse_nb.carrier import Carrier, perturbed_copy
 
-from carrier_step import workload          # the same model, plain SFT model and batch as the bare-step benchmark
-
-
-def trainable_projections(model):
-    "Freeze everything but the projection weights (as in LCDD and `bench/carrier_step.py`); returns the model."
-    lay = layout_of(model)
-    proj = {id(lay.projection(i, n).weight) for i in range(lay.n_layers) for n in lay.modules}
-    for p in model.parameters(): p.requires_grad_(id(p) in proj)
-    return model
+from carrier_step import trainable_projections, workload   # the same model, plain SFT model and batch as the bare-step benchmark
 
 
 AMP = [contextlib.nullcontext]               # the autocast context of every step (set from --mixed-precision)
