@@ -92,7 +92,8 @@ class LCDDConfig(TrainConfig):
     v_clip: float | None = setting(None, 'clip the relative budget violation to ±v_clip per step; None: no clip')
     eps_abs: float = setting(0.0, 'absolute slack added to the budget')
     mask_only: str | None = setting(None, 'Appendix E ablation: deltas frozen, train the gates on ce (cross-entropy) or kl (a divergence to the SFT model, see kl_form); None: joint', choices=('ce', 'kl'))
-    kl_form: str = setting("kl", "the divergence of mask_only='kl' and budget='kl': kl (the true KL(p_SFT ‖ q)) or soft_ce (the authors' code: −Σ p_SFT log q = KL + H(p_SFT), whose budget is looser)", choices=('kl', 'soft_ce'))
+    kl_form: str = setting("kl", "the divergence of mask_only='kl' and budget='kl': kl (the true KL(p_SFT ‖ q)), soft_ce (the authors' code: −Σ p_SFT log q = KL + H(p_SFT), whose budget is looser) "
+                                 "or jeffreys (KL(p_SFT ‖ q) + KL(q ‖ p_SFT), which also sees where q puts mass that p_SFT does not; see 'Off-task rows')", choices=('kl', 'soft_ce', 'jeffreys'))
     budget: str = setting("ce", "what the loss budget constrains in joint training: ce (cross-entropy to the data, the paper) or kl (the divergence kl_form to the SFT model's "
                                 "next-token distribution on the labelled tokens: the carrier must predict like the SFT model, not only fit the data)", choices=('ce', 'kl'))
     off_task_answers: int = setting(0, "with a divergence budget (budget='kl' or mask_only='kl'): this many of the task's distinct training instructions, drawn with "
@@ -229,9 +230,11 @@ def carrier_tensors(carrier: Carrier) -> dict[str, torch.Tensor]:
     return out
 
 def _kl_to_reference(logits, ref_logits, labels, form: str = "kl") -> torch.Tensor:
-    "Summed KL(p_ref || p_model) (`form='kl'`) or soft cross-entropy −Σ p_ref log p_model (`'soft_ce'`) over the positions that predict a label; divide by the global count."
+    """Summed over the positions that predict a label (divide by the global count): KL(p_ref || p_model) (`form='kl'`), the soft
+    cross-entropy −Σ p_ref log p_model (`'soft_ce'`) or Jeffreys' symmetric KL(p_ref || p_model) + KL(p_model || p_ref) = Σ (p_ref − p_model)(log p_ref − log p_model) (`'jeffreys'`)."""
     mask = labels[:, 1:] != -100
     lp, lq = F.log_softmax(ref_logits[:, :-1][mask].float(), -1), F.log_softmax(logits[:, :-1][mask].float(), -1)
+    if form == "jeffreys": return ((lp.exp() - lq.exp()) * (lp - lq)).sum()
     return (lp.exp() * (lp - lq)).sum() if form == "kl" else -(lp.exp() * lq).sum()
 
 # %% ../nbs/06_lcdd.ipynb #ea6e7f1e
