@@ -26,7 +26,9 @@ import torch.nn.functional as F
 from sft_reverse_nb.arch import tiny_model
 from sft_reverse_nb.carrier import Carrier, perturbed_copy
 
-from carrier_step import trainable_projections, workload   # the same model, plain SFT model and batch as the bare-step benchmark
+from sft_reverse_nb.sft import freeze_outside_projections
+
+from carrier_step import workload   # the same model, plain SFT model and batch as the bare-step benchmark
 
 
 AMP = [contextlib.nullcontext]               # the autocast context of every step (set from --mixed-precision)
@@ -60,13 +62,19 @@ def alternate(steps: dict, reps: int, block: int) -> dict:
     return {k: [statistics.median(x[i] for x in v) * 1000 for i in range(3)] for k, v in out.items()}
 
 
+def plain_vs_carrier(plain, base, ids, reps: int, block: int) -> dict:
+    "`alternate`'s medians for the plain model's step and the step of a carrier attached to a copy of it."
+    car = Carrier.attach(copy.deepcopy(plain), base); car.model.train()
+    return alternate({"plain": lambda: phases(plain, ids), "carrier": lambda: phases(car.model, ids, car.penalty)}, reps, block)
+
+
 def width_independent(threads: int, reps: int, block: int):
     torch.set_num_threads(threads)
     base = tiny_model("llama", hidden_size=72, intermediate_size=96, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3)
-    plain = trainable_projections(perturbed_copy(base, scale=0.02).train())
-    car = Carrier.attach(copy.deepcopy(plain), base); car.model.train()
+    plain = perturbed_copy(base, scale=0.02).train()
+    freeze_outside_projections(plain)
     ids = torch.randint(0, base.config.vocab_size, (1, 8), generator=torch.Generator().manual_seed(0))
-    m = alternate({"plain": lambda: phases(plain, ids), "carrier": lambda: phases(car.model, ids, car.penalty)}, reps, block)
+    m = plain_vs_carrier(plain, base, ids, reps, block)
     p, c = sum(m["plain"]), sum(m["carrier"])
     print(f"width 72, 30 layers, batch 1 x 8, {PRECISION[0]}, {threads} thread(s): plain {p:6.1f} ms, carrier {c:6.1f} ms, "
           f"carrier - plain {c - p:+6.1f} ms per step")
@@ -74,8 +82,7 @@ def width_independent(threads: int, reps: int, block: int):
 
 def split(reps: int, block: int):
     base, plain, lay, ids = workload("smollm2", torch.float32, 8, 64)
-    car = Carrier.attach(copy.deepcopy(plain), base); car.model.train()
-    m = alternate({"plain": lambda: phases(plain, ids), "carrier": lambda: phases(car.model, ids, car.penalty)}, reps, block)
+    m = plain_vs_carrier(plain, base, ids, reps, block)
     print(f"SmolLM2-135M, {PRECISION[0]}, batch 8 x 64, {torch.get_num_threads()} threads, medians in ms:")
     print(f"  {'':<8} {'forward':>8} {'bwd to logits':>14} {'rest of bwd':>12} {'total':>8}")
     for k, v in m.items(): print(f"  {k:<8} {v[0]:8.0f} {v[1]:14.0f} {v[2]:12.0f} {sum(v):8.0f}")

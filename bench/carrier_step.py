@@ -16,20 +16,14 @@ import torch
 
 from sft_reverse_nb.arch import layout_of, load_model, resolve_dtype
 from sft_reverse_nb.carrier import Carrier, perturbed_copy
-
-
-def trainable_projections(model):
-    "Freeze everything but the projection weights (embeddings, lm_head and norms frozen as in LCDD); returns the model."
-    lay = layout_of(model)
-    proj = {id(lay.projection(i, n).weight) for i in range(lay.n_layers) for n in lay.modules}
-    for p in model.parameters(): p.requires_grad_(id(p) in proj)
-    return model
+from sft_reverse_nb.sft import freeze_outside_projections
 
 
 def workload(model: str, dtype, batch: int, seq: int):
     "The base model, a plain SFT model (a perturbed copy, only its projection weights trainable), its layout and a batch of token ids."
     base = load_model(model, dtype=dtype)
-    plain = trainable_projections(perturbed_copy(base, scale=0.02).train())
+    plain = perturbed_copy(base, scale=0.02).train()
+    freeze_outside_projections(plain)          # embeddings, lm_head and norms frozen as in LCDD
     lay = layout_of(plain)
     ids = torch.randint(0, lay.vocab_size, (batch, seq), generator=torch.Generator().manual_seed(0))
     return base, plain, lay, ids

@@ -19,6 +19,7 @@ import torch
 from sft_reverse_nb.arch import layout_of, tiny_model, unfused_twin
 from sft_reverse_nb.carrier import _SCRATCH, Carrier, free_scratch, perturbed_copy
 from sft_reverse_nb.kernels import cpu_kernels, fused_compose, kernel_status
+from sft_reverse_nb.sft import freeze_outside_projections
 
 
 def main():
@@ -40,8 +41,7 @@ def main():
     steps, info = {}, {}
     for name, (s, b) in models.items():
         plain = copy.deepcopy(s).train(); lay = layout_of(plain)
-        proj = {id(lay.projection(i, n).weight) for i in range(lay.n_layers) for n in lay.modules}
-        for p in plain.parameters(): p.requires_grad_(id(p) in proj)
+        freeze_outside_projections(plain)
         info[name] = dict(modules=lay.modules, proj_bytes=sum(lay.projection(i, n).weight.numel() * 4 for i in range(lay.n_layers) for n in lay.modules))
         def plain_step(m=plain):
             m.zero_grad(set_to_none=True); m(input_ids=ids, labels=ids).loss.backward()
