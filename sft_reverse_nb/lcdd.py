@@ -101,6 +101,10 @@ class LCDDConfig(TrainConfig):
                                         "model is measured on those answers too, so that the carrier must predict like the SFT model off the behaviour as well "
                                         "(see 'Off-task rows'); 0: the task's pairs only (the paper)")
     off_task_tokens: int = setting(32, "length of the base model's answers in the off-task rows, in tokens")
+    logratio_weight: float = setting(0.0, "with a divergence (budget='kl' or mask_only='kl'): add logratio_weight × (log p_SFT(y) − log q(y))² on every labelled "
+                                          "token y to it, the squared gap between the two models' log-probabilities of the row's own token. A divergence weighs a "
+                                          "token by its probability, so it hardly sees how improbable each model finds an off-task answer's token that neither "
+                                          "expects; this term does (see 'Matching the log-probabilities of the rows' tokens'); 0: the divergence alone")
     ema_per_micro_batch: bool = setting(False, "feed the controller's EMA once per micro-batch with its share of the loss (× grad_accum), as the authors' trainer does; False: once per optimiser step")
     penalty_per_micro_batch: bool = setting(False, "add λ·w·Σσ(θ) to every micro-batch's loss, as the authors' HF trainer does (the step's gradient then sees grad_accum × the penalty); False: once per optimiser step")
     early_stop: bool = setting(False, 'stop when the open gates stall or the loss over-runs the budget (the paper\'s main runs: off)')
@@ -126,6 +130,10 @@ class LCDDConfig(TrainConfig):
         if self.off_task_answers and not self.divergence():
             raise ValueError("LCDDConfig: off_task_answers measures the divergence to the SFT model on the base model's answers, which the cross-entropy "
                              "budget cannot (the rows have no SFT labels); use budget='kl' (or set off_task_answers to 0)")
+        if self.logratio_weight < 0: raise ValueError(f"LCDDConfig: logratio_weight must be >= 0, got {self.logratio_weight!r}")
+        if self.logratio_weight and not self.divergence():
+            raise ValueError("LCDDConfig: logratio_weight adds to the divergence to the SFT model, which the cross-entropy budget does not use; "
+                             "use budget='kl' (or set logratio_weight to 0)")
         self.need_ints(2, "stop_window"); self.need_ints(1, "stop_patience")
         for k in ("gate_lr", "eta", "gate_scale"):
             if not getattr(self, k) > 0: raise ValueError(f"LCDDConfig: {k} must be > 0, got {getattr(self, k)!r}")
@@ -229,13 +237,18 @@ def carrier_tensors(carrier: Carrier) -> dict[str, torch.Tensor]:
     out.update({f"delta.layers.{i}.{n}": lay.projection(i, n).delta for i in range(lay.n_layers) for n in lay.modules})
     return out
 
-def _kl_to_reference(logits, ref_logits, labels, form: str = "kl") -> torch.Tensor:
+def _kl_to_reference(logits, ref_logits, labels, form: str = "kl", logratio: float = 0.0) -> torch.Tensor:
     """Summed over the positions that predict a label (divide by the global count): KL(p_ref || p_model) (`form='kl'`), the soft
-    cross-entropy −Σ p_ref log p_model (`'soft_ce'`) or Jeffreys' symmetric KL(p_ref || p_model) + KL(p_model || p_ref) = Σ (p_ref − p_model)(log p_ref − log p_model) (`'jeffreys'`)."""
+    cross-entropy −Σ p_ref log p_model (`'soft_ce'`) or Jeffreys' symmetric KL(p_ref || p_model) + KL(p_model || p_ref) = Σ (p_ref − p_model)(log p_ref − log p_model) (`'jeffreys'`);
+    plus `logratio` × (log p_ref(y) − log p_model(y))² of each position's label y."""
     mask = labels[:, 1:] != -100
     lp, lq = F.log_softmax(ref_logits[:, :-1][mask].float(), -1), F.log_softmax(logits[:, :-1][mask].float(), -1)
-    if form == "jeffreys": return ((lp.exp() - lq.exp()) * (lp - lq)).sum()
-    return (lp.exp() * (lp - lq)).sum() if form == "kl" else -(lp.exp() * lq).sum()
+    if form == "jeffreys": out = ((lp.exp() - lq.exp()) * (lp - lq)).sum()
+    else: out = (lp.exp() * (lp - lq)).sum() if form == "kl" else -(lp.exp() * lq).sum()
+    if logratio:
+        y = labels[:, 1:][mask][:, None]
+        out = out + logratio * (lp.gather(-1, y) - lq.gather(-1, y)).pow(2).sum()
+    return out
 
 # %% ../nbs/06_lcdd.ipynb #ea6e7f1e
 def off_task_examples(base_model: nn.Module, tokenizer, task: TaskData, fmt: ChatFormat, n: int, tokens: int = 32, max_len: int = 256,
@@ -308,7 +321,7 @@ def loss(self: LCDDStage, module, batch) -> torch.Tensor:
     logits, labels = lm_logits(module, b)                      # from the first position that predicts a label (05_train)
     if self.cfg.divergence():
         with torch.no_grad(): ref, _ = lm_logits(self.reference, b)
-        share = _kl_to_reference(logits, ref, labels, self.cfg.kl_form) / n
+        share = _kl_to_reference(logits, ref, labels, self.cfg.kl_form, self.cfg.logratio_weight) / n
     else: share = token_loss_sum(logits, labels) / n
     if self.cfg.ema_per_micro_batch: self.shares.append(share.detach())
     return share
