@@ -90,7 +90,7 @@ def _add_run_options(p: argparse.ArgumentParser):
 
 _STAGE_KEYS = ("steps", "epochs", "batch_size", "grad_accum", "lr", "loss_on", "mixed_precision", "seed", "save_every", "device")
 _LCDD_KEYS = ("rho", "lambda0", "eta", "eta_grow", "eps_abs", "v_clip", "sparsity_warmup", "gate_lr", "gate_scale", "mask_only", "budget", "gate_init",
-              "off_task_answers", "kl_form", "logratio_weight", "ema_beta", "lambda_min", "lambda_max", "early_stop")
+              "off_task_answers", "off_task_source", "kl_form", "logratio_weight", "ema_beta", "lambda_min", "lambda_max", "early_stop")
 
 def overrides_from_args(args, stage: str) -> dict:
     "The configuration overrides the command line asked for (only options that were given)."

@@ -14,7 +14,7 @@ from torch import nn
 from fastcore.basics import patch
 from .carrier import Carrier
 from .sft import train_sft
-from .data import TaskData, ChatFormat, chat_format
+from .data import TaskData, ChatFormat, chat_format, PROMPT_COLUMNS, pick_column, _rows_from
 from .equivalence import PROJECTIONS, expand_gqa
 from .generate import pad_id, generate
 from .provenance import tensor_fingerprint
@@ -24,8 +24,8 @@ from .artefacts import read_metrics
 
 # %% auto #0
 __all__ = ['DualController', 'LCDDConfig', 'EarlyStop', 'input_second_moments', 'gate_importance', 'rank_gate_logits',
-           'order_gates_by_activation', 'carrier_tensors', 'off_task_examples', 'LCDDStage', 'drift_warning',
-           'train_lcdd', 'tiny_configs', 'tiny_lcdd_run', 'plot_lcdd_dynamics']
+           'order_gates_by_activation', 'carrier_tensors', 'off_task_examples', 'off_task_prompts', 'LCDDStage',
+           'drift_warning', 'train_lcdd', 'tiny_configs', 'tiny_lcdd_run', 'plot_lcdd_dynamics']
 
 # %% ../nbs/06_lcdd.ipynb #480f44b9
 class DualController:
@@ -101,6 +101,11 @@ class LCDDConfig(TrainConfig):
                                         "model is measured on those answers too, so that the carrier must predict like the SFT model off the behaviour as well "
                                         "(see 'Off-task rows'); 0: the task's pairs only (the paper)")
     off_task_tokens: int = setting(32, "length of the base model's answers in the off-task rows, in tokens")
+    off_task_source: str = setting("", "with off_task_answers: an instruction file (.json/.jsonl/.csv/.txt) or Hugging Face dataset id whose input-free "
+                                       "instructions the off-task rows are drawn from instead of the task's training instructions, for a task whose training "
+                                       "prompts are not the kind of prompt the behaviour is judged on (Shakespeare: lines of a play, judged on Alpaca "
+                                       "instructions); the pipeline leaves out every prompt of the files the evaluation draws from (see 'Off-task rows from "
+                                       "another instruction set'); '': the task's training instructions")
     logratio_weight: float = setting(0.0, "with a divergence (budget='kl' or mask_only='kl'): add logratio_weight × (log p_SFT(y) − log q(y))² on every labelled "
                                           "token y to it, the squared gap between the two models' log-probabilities of the row's own token. A divergence weighs a "
                                           "token by its probability, so it hardly sees how improbable each model finds an off-task answer's token that neither "
@@ -130,6 +135,9 @@ class LCDDConfig(TrainConfig):
         if self.off_task_answers and not self.divergence():
             raise ValueError("LCDDConfig: off_task_answers measures the divergence to the SFT model on the base model's answers, which the cross-entropy "
                              "budget cannot (the rows have no SFT labels); use budget='kl' (or set off_task_answers to 0)")
+        if self.off_task_source and not self.off_task_answers:
+            raise ValueError(f"LCDDConfig: off_task_source {self.off_task_source!r} is where the off-task rows come from, but off_task_answers is 0; "
+                             "set off_task_answers to the number of rows (or off_task_source to '')")
         if self.logratio_weight < 0: raise ValueError(f"LCDDConfig: logratio_weight must be >= 0, got {self.logratio_weight!r}")
         if self.logratio_weight and not self.divergence():
             raise ValueError("LCDDConfig: logratio_weight adds to the divergence to the SFT model, which the cross-entropy budget does not use; "
@@ -252,9 +260,9 @@ def _kl_to_reference(logits, ref_logits, labels, form: str = "kl", logratio: flo
 
 # %% ../nbs/06_lcdd.ipynb #ea6e7f1e
 def off_task_examples(base_model: nn.Module, tokenizer, task: TaskData, fmt: ChatFormat, n: int, tokens: int = 32, max_len: int = 256,
-                      seed: int = 0, batch_size: int = 32) -> list[dict]:
-    "Rows of `n` of the task's distinct training instructions (drawn with `seed`) answered greedily by `base_model` in up to `tokens` tokens, the answer tokens labelled: `off_task_answers`' share of LCDD's mix."
-    prompts = list(dict.fromkeys(p for p, _ in task.train))
+                      seed: int = 0, batch_size: int = 32, prompts: list[str] | None = None) -> list[dict]:
+    "Rows of `n` of the task's distinct training instructions (or of `prompts`; drawn with `seed`) answered greedily by `base_model` in up to `tokens` tokens, the answer tokens labelled: `off_task_answers`' share of LCDD's mix."
+    prompts = list(dict.fromkeys(p for p, _ in task.train)) if prompts is None else list(dict.fromkeys(prompts))
     pick = random.Random(seed).sample(prompts, min(n, len(prompts)))
     answers = generate(base_model, tokenizer, pick, fmt, tokens, batch_size, return_ids=True)
     rows = []
@@ -263,17 +271,30 @@ def off_task_examples(base_model: nn.Module, tokenizer, task: TaskData, fmt: Cha
         rows.append({"input_ids": (p_ids + a)[:max_len], "labels": ([-100] * len(p_ids) + a)[:max_len], "n_prompt": len(p_ids)})
     return rows
 
+# %% ../nbs/06_lcdd.ipynb #46458e3c
+def off_task_prompts(source, exclude=()) -> list[str]:
+    "The distinct input-free instructions of `source` (an instruction file or a Hugging Face dataset id) in file order, less `exclude`: the pool of `off_task_source`."
+    rows, src = _rows_from(source, ())
+    col, skip = pick_column(rows, PROMPT_COLUMNS, src), set(exclude)
+    out = list(dict.fromkeys(p for r in rows if not str(r.get("input") or "").strip() and (p := str(r[col]).strip()) and p not in skip))
+    if not out:
+        raise ValueError(f"off_task_source {src}: no input-free instruction is left once the evaluation's prompts are left out; "
+                         "point off_task_source at another instruction file than the ones the evaluation draws from")
+    return out
+
 # %% ../nbs/06_lcdd.ipynb #9d81f908
 class LCDDStage(Stage):
     "Phase 2: the gates θ (SGD) and deltas Δ (AdamW) of a carrier train on the task loss plus λ w Σσ(θ); the controller sets λ."
     name, keep_state = "lcdd", True
-    def __init__(self, sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer, task: TaskData, cfg: LCDDConfig, fmt: ChatFormat | None = None):
+    def __init__(self, sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer, task: TaskData, cfg: LCDDConfig, fmt: ChatFormat | None = None,
+                 off_task_exclude=()):
         if isinstance(sft_model, Carrier) and cfg.divergence():
             raise ValueError(f"{'mask_only' if cfg.mask_only else 'budget'}='kl' needs the plain SFT model as its reference; pass the model, not a Carrier")
         self.sft, self.base, self.tokenizer, self.task, self.cfg = sft_model, base_model, tokenizer, task, cfg
         self.fmt = fmt or chat_format(tokenizer)
         self.examples = task.encode(self.fmt, cfg.loss_on, cfg.max_len)
-        self.off_task = (off_task_examples(base_model, tokenizer, task, self.fmt, cfg.off_task_answers, cfg.off_task_tokens, cfg.max_len, cfg.seed)
+        pool = (off_task_prompts(cfg.off_task_source, set(task.eval_prompts) | set(off_task_exclude)) if cfg.off_task_source else None)
+        self.off_task = (off_task_examples(base_model, tokenizer, task, self.fmt, cfg.off_task_answers, cfg.off_task_tokens, cfg.max_len, cfg.seed, prompts=pool)
                          if cfg.off_task_answers else [])    # part of the training data: in its fingerprint, so a resume or a reuse checks them
         self.rows = self.examples + self.off_task                   # what the steps train on (the ranked gate start reads the task's rows alone)
         self.inputs = stage_inputs(tokenizer, self.rows, sft=sft_model.model if isinstance(sft_model, Carrier) else sft_model, base=base_model)
@@ -387,9 +408,9 @@ def completion(self: LCDDStage) -> tuple[dict, str]:
 
 # %% ../nbs/06_lcdd.ipynb #ae02930b
 def train_lcdd(sft_model: nn.Module | Carrier, base_model: nn.Module, tokenizer, task: TaskData, out_dir, cfg: LCDDConfig = LCDDConfig(),
-               fmt: ChatFormat | None = None, callbacks=()) -> Carrier:
-    "LCDD on `task`: attach a carrier to `sft_model` (in place; or pass a freshly attached `Carrier`), train gates and deltas, write `out_dir` (the run-directory layout of [09_pipeline](09_pipeline.ipynb))."
-    stage = LCDDStage(sft_model, base_model, tokenizer, task, cfg, fmt)
+               fmt: ChatFormat | None = None, callbacks=(), off_task_exclude=()) -> Carrier:
+    "LCDD on `task`: attach a carrier to `sft_model` (in place; or pass a freshly attached `Carrier`), train gates and deltas, write `out_dir` (the run-directory layout of [09_pipeline](09_pipeline.ipynb)); `off_task_exclude`: prompts that off-task rows drawn from `cfg.off_task_source` must not use (the pipeline passes every prompt of the evaluation's files)."
+    stage = LCDDStage(sft_model, base_model, tokenizer, task, cfg, fmt, off_task_exclude)
     if reuse_complete(out_dir, stage.inputs, "lcdd"):
         print(f"lcdd: {out_dir} is complete; loading it")
         return Carrier.load_run(out_dir, sft_model, base_model)

@@ -11,7 +11,7 @@ from .arch import EAGER_GROUPED, load_model, load_tokenizer, tiny_model, resolve
 from .artefacts import save_json, load_json, load_tensors, atomic_path
 from .provenance import ProvenanceError, verify_stage, weights_fingerprint
 from fastcore.basics import patch
-from .data import TaskData, TASKS, get_task, tiny_tokenizer, chat_format, ChatFormat
+from .data import TaskData, TASKS, get_task, tiny_tokenizer, chat_format, ChatFormat, PROMPT_COLUMNS, pick_column, builtin_prompts, _rows_from
 from .sft import train_sft
 from .train import TrainConfig
 from .provenance import is_complete, mark_complete
@@ -26,10 +26,11 @@ from .judges import reference_split, task_scorers, BENIGN_TASKS
 __all__ = ['VICUNA_TEMPLATE', 'PAPER_MODELS', 'TABLE7', 'PAPER_TRAINING', 'PRESETS', 'STAGE_CONFIGS', 'STAGE_DIRS', 'RUN_KEYS',
            'PROTOCOL', 'ABLATION_SWITCHES', 'STRUCTURE', 'STAGES', 'get_preset', 'load_config_file',
            'attention_implementations', 'check_run_keys', 'resolve_config', 'run_config', 'protocol_table',
-           'build_task', 'config_model', 'config_tokenizer', 'config_format', 'sft_stage', 'lcdd_stage',
-           'save_lcdd_figures', 'trigger_dir_name', 'run_subdir', 'erase_stage', 'parse_condition', 'RunModels',
-           'carrier_counts', 'check_prompt_lengths', 'eval_stage', 'reference_sets', 'judged_inputs', 'structure_rows',
-           'ablation_table', 'ablation_stage', 'stage_times', 'run_pipeline', 'ensure_smollm2', 'demo']
+           'build_task', 'config_model', 'config_tokenizer', 'config_format', 'sft_stage', 'evaluation_instructions',
+           'lcdd_stage', 'save_lcdd_figures', 'trigger_dir_name', 'run_subdir', 'erase_stage', 'parse_condition',
+           'RunModels', 'carrier_counts', 'check_prompt_lengths', 'eval_stage', 'reference_sets', 'judged_inputs',
+           'structure_rows', 'ablation_table', 'ablation_stage', 'stage_times', 'run_pipeline', 'ensure_smollm2',
+           'demo']
 
 # %% ../nbs/09_pipeline.ipynb #b3d7dfe7
 VICUNA_TEMPLATE = ("{{ bos_token }}{{ 'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user\\'s questions.' }}"
@@ -337,6 +338,17 @@ def sft_stage(run_dir, cfg: dict | None = None, trust_remote_code: bool = False)
     return config_model(str(run_dir/"sft"), cfg, trust_remote_code)
 
 
+# %% ../nbs/09_pipeline.ipynb #fecdda03
+def evaluation_instructions(cfg: dict) -> set[str]:
+    "Every instruction of the sources a run's evaluation draws from (`task.eval_source`, `eval.references`): prompts that LCDD's off-task rows from `off_task_source` must never use."
+    out = set()
+    for src in (cfg["task"].get("eval_source"), cfg.get("eval", {}).get("references")):
+        if not src or src == "none": continue
+        if src == "builtin": out |= set(builtin_prompts()) | {q for q, _ in builtin_references()}; continue
+        rows, name = _rows_from(src, ())
+        out |= {str(r[col]).strip() for col in [pick_column(rows, PROMPT_COLUMNS, name)] for r in rows}
+    return out
+
 # %% ../nbs/09_pipeline.ipynb #8ed763ab
 def lcdd_stage(run_dir, cfg: dict | None = None, sft_model: str | None = None, trust_remote_code: bool = False):
     "Phase 2 into `RUN/lcdd/` from `RUN/sft/` (or an external SFT checkpoint); returns the carrier."
@@ -347,7 +359,9 @@ def lcdd_stage(run_dir, cfg: dict | None = None, sft_model: str | None = None, t
     tok = config_tokenizer(cfg, trust_remote_code)
     sft = config_model(str(sft_path), cfg, trust_remote_code)
     base = config_model(cfg["base"], cfg, trust_remote_code)
-    carrier = train_lcdd(sft, base, tok, build_task(cfg["task"]), run_dir/"lcdd", LCDDConfig.from_dict(cfg["lcdd"]), fmt=config_format(cfg, tok))
+    exclude = evaluation_instructions(cfg) if cfg["lcdd"].get("off_task_source") else ()    # off-task rows from another file never use an evaluation prompt
+    carrier = train_lcdd(sft, base, tok, build_task(cfg["task"]), run_dir/"lcdd", LCDDConfig.from_dict(cfg["lcdd"]), fmt=config_format(cfg, tok),
+                         off_task_exclude=exclude)
     save_lcdd_figures(run_dir/"lcdd", carrier)
     return carrier
 
