@@ -19,7 +19,7 @@ import torch
 from sft_reverse_nb.carrier import Carrier
 from sft_reverse_nb.evaluation import _autocast
 from sft_reverse_nb.lcdd import LCDDConfig, LCDDStage
-from sft_reverse_nb.pipeline import RunModels, build_task, config_format, config_tokenizer
+from sft_reverse_nb.pipeline import RunModels, build_task, config_format, config_tokenizer, off_task_exclusions
 from sft_reverse_nb.train import ExampleBatches
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -30,7 +30,7 @@ lc = LCDDConfig(**cfg["lcdd"])
 tok = config_tokenizer(cfg); task = build_task(cfg["task"])
 models = RunModels(run, cfg)
 base, sft = models.model("base"), models.model("sft")
-stage = LCDDStage(sft, base, tok, task, lc, config_format(cfg, tok))   # its `loss` is the budgeted loss the run trained on
+stage = LCDDStage(sft, base, tok, task, lc, config_format(cfg, tok), off_task_exclusions(cfg))   # its `loss` is the budgeted loss the run trained on
 stage.reference, stage.shares = (copy.deepcopy(sft).eval() if lc.divergence() else None), []   # before the carrier attaches to `sft` in place
 carrier = Carrier.load_run(run/"lcdd", sft, base)
 for d in carrier.delta_parameters(): d.requires_grad_(False)

@@ -27,10 +27,10 @@ __all__ = ['VICUNA_TEMPLATE', 'PAPER_MODELS', 'TABLE7', 'PAPER_TRAINING', 'PRESE
            'PROTOCOL', 'ABLATION_SWITCHES', 'STRUCTURE', 'STAGES', 'get_preset', 'load_config_file',
            'attention_implementations', 'check_run_keys', 'resolve_config', 'run_config', 'protocol_table',
            'build_task', 'config_model', 'config_tokenizer', 'config_format', 'sft_stage', 'evaluation_instructions',
-           'lcdd_stage', 'save_lcdd_figures', 'trigger_dir_name', 'run_subdir', 'erase_stage', 'parse_condition',
-           'RunModels', 'carrier_counts', 'check_prompt_lengths', 'eval_stage', 'reference_sets', 'judged_inputs',
-           'structure_rows', 'ablation_table', 'ablation_stage', 'stage_times', 'run_pipeline', 'ensure_smollm2',
-           'demo']
+           'off_task_exclusions', 'lcdd_stage', 'save_lcdd_figures', 'trigger_dir_name', 'run_subdir', 'erase_stage',
+           'parse_condition', 'RunModels', 'carrier_counts', 'check_prompt_lengths', 'eval_stage', 'reference_sets',
+           'judged_inputs', 'structure_rows', 'ablation_table', 'ablation_stage', 'stage_times', 'run_pipeline',
+           'ensure_smollm2', 'demo']
 
 # %% ../nbs/09_pipeline.ipynb #b3d7dfe7
 VICUNA_TEMPLATE = ("{{ bos_token }}{{ 'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user\\'s questions.' }}"
@@ -349,6 +349,10 @@ def evaluation_instructions(cfg: dict) -> set[str]:
         out |= {str(r[col]).strip() for col in [pick_column(rows, PROMPT_COLUMNS, name)] for r in rows}
     return out
 
+def off_task_exclusions(cfg: dict):
+    "`train_lcdd`'s `off_task_exclude` for a run: the evaluation's instructions when `lcdd.off_task_source` is set (the files are read only then)."
+    return evaluation_instructions(cfg) if cfg["lcdd"].get("off_task_source") else ()
+
 # %% ../nbs/09_pipeline.ipynb #8ed763ab
 def lcdd_stage(run_dir, cfg: dict | None = None, sft_model: str | None = None, trust_remote_code: bool = False):
     "Phase 2 into `RUN/lcdd/` from `RUN/sft/` (or an external SFT checkpoint); returns the carrier."
@@ -359,9 +363,8 @@ def lcdd_stage(run_dir, cfg: dict | None = None, sft_model: str | None = None, t
     tok = config_tokenizer(cfg, trust_remote_code)
     sft = config_model(str(sft_path), cfg, trust_remote_code)
     base = config_model(cfg["base"], cfg, trust_remote_code)
-    exclude = evaluation_instructions(cfg) if cfg["lcdd"].get("off_task_source") else ()    # off-task rows from another file never use an evaluation prompt
     carrier = train_lcdd(sft, base, tok, build_task(cfg["task"]), run_dir/"lcdd", LCDDConfig.from_dict(cfg["lcdd"]), fmt=config_format(cfg, tok),
-                         off_task_exclude=exclude)
+                         off_task_exclude=off_task_exclusions(cfg))     # off-task rows from another file never use an evaluation prompt
     save_lcdd_figures(run_dir/"lcdd", carrier)
     return carrier
 
@@ -663,7 +666,8 @@ def ablation_stage(run_dir, cfg: dict | None = None, structure: bool = True, mas
     for v in mask_only:
         d = run_dir/"ablations"/f"mask_only_{v}"
         carrier = train_lcdd(config_model(str(run_dir/"sft"), cfg), config_model(cfg["base"], cfg), tok, task, d,
-                             LCDDConfig.from_dict({**cfg["lcdd"], "mask_only": v, "budget": "kl" if v == "kl" else "ce"}), fmt=fmt)
+                             LCDDConfig.from_dict({**cfg["lcdd"], "mask_only": v, "budget": "kl" if v == "kl" else "ce"}), fmt=fmt,
+                             off_task_exclude=off_task_exclusions(cfg))
         r = evaluate({f"mask-only {v}": Condition(carrier.merge().eval())}, tok, task.task, prompts, fmt, gen_cfg, cache_dir=d/"generations")
         rows[f"mask-only {v}"] = {"rate": r["conditions"][f"mask-only {v}"][r["metric"]], "sparsity": carrier.sparsity(), "kind": "mask-only"}
     metric = get_task(task.task).metric
