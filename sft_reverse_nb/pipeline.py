@@ -11,7 +11,7 @@ from .arch import EAGER_GROUPED, load_model, load_tokenizer, tiny_model, resolve
 from .artefacts import save_json, load_json, load_tensors, atomic_path
 from .provenance import ProvenanceError, verify_stage, weights_fingerprint
 from fastcore.basics import patch
-from .data import TaskData, TASKS, get_task, tiny_tokenizer, chat_format, ChatFormat, PROMPT_COLUMNS, pick_column, builtin_prompts, _rows_from
+from .data import TaskData, TASKS, get_task, tiny_tokenizer, chat_format, ChatFormat, builtin_prompts, _prompt_rows
 from .sft import train_sft
 from .train import TrainConfig
 from .provenance import is_complete, mark_complete
@@ -345,8 +345,7 @@ def evaluation_instructions(cfg: dict) -> set[str]:
     for src in (cfg["task"].get("eval_source"), cfg.get("eval", {}).get("references")):
         if not src or src == "none": continue
         if src == "builtin": out |= set(builtin_prompts()) | {q for q, _ in builtin_references()}; continue
-        rows, name = _rows_from(src, ())
-        out |= {str(r[col]).strip() for col in [pick_column(rows, PROMPT_COLUMNS, name)] for r in rows}
+        out |= set(_prompt_rows(src)[0])
     return out
 
 def off_task_exclusions(cfg: dict):
@@ -663,11 +662,12 @@ def ablation_stage(run_dir, cfg: dict | None = None, structure: bool = True, mas
     models, out = RunModels(run_dir, cfg), run_dir/"eval"
     rows = structure_rows(run_dir, cfg, models, tok, task, fmt, prompts, ecfg, erase_overrides) if structure else {}
     gen_cfg = EvalConfig.from_dict({**asdict(ecfg), "kl": False, "utility": None})
+    exclude = off_task_exclusions(cfg) if mask_only else ()          # read once for all the mask-only carriers
     for v in mask_only:
         d = run_dir/"ablations"/f"mask_only_{v}"
         carrier = train_lcdd(config_model(str(run_dir/"sft"), cfg), config_model(cfg["base"], cfg), tok, task, d,
                              LCDDConfig.from_dict({**cfg["lcdd"], "mask_only": v, "budget": "kl" if v == "kl" else "ce"}), fmt=fmt,
-                             off_task_exclude=off_task_exclusions(cfg))
+                             off_task_exclude=exclude)
         r = evaluate({f"mask-only {v}": Condition(carrier.merge().eval())}, tok, task.task, prompts, fmt, gen_cfg, cache_dir=d/"generations")
         rows[f"mask-only {v}"] = {"rate": r["conditions"][f"mask-only {v}"][r["metric"]], "sparsity": carrier.sparsity(), "kind": "mask-only"}
     metric = get_task(task.task).metric
