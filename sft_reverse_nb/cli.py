@@ -150,7 +150,7 @@ def _lcdd(args) -> int:
     return 0
 
 # %% ../nbs/11_cli.ipynb #5620b1ed
-_ERASE_KEYS = ("n_tokens", "steps", "batch_size", "n_prompts", "lr", "schedule", "alpha", "gamma", "k", "answer_tokens", "answer_source", "mse_scale", "radius", "channels", "seed", "mixed_precision",
+_ERASE_KEYS = ("n_tokens", "steps", "batch_size", "n_prompts", "prompt_source", "lr", "schedule", "alpha", "gamma", "k", "answer_tokens", "answer_source", "mse_scale", "radius", "channels", "seed", "mixed_precision",
                "device", "save_every", "share_prefix")
 
 def _erase(args) -> int:

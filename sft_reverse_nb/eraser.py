@@ -15,6 +15,7 @@ from .arch import layout_of
 from .artefacts import save_json, load_json, save_tensors, load_tensors, atomic_dir
 from .carrier import Carrier
 from .data import ChatFormat, chat_format
+from .lcdd import instruction_pool
 from .generate import pad_left, prefixed_inputs, generate, teacher_force, pad_id, shared_head, head_inputs
 from .provenance import ProvenanceError, digest, tensor_fingerprint, weights_fingerprint, tokenizer_fingerprint
 from .train import StrictConfig, setting, options_table, Stage, fit, micro_batch, shard
@@ -282,7 +283,10 @@ class EraserConfig(StrictConfig):
     n_tokens: int = setting(20, 'trigger length in tokens (paper: 20)')
     steps: int = setting(2000, 'optimiser steps')
     batch_size: int = setting(16, 'prompts per step (the global batch)')
-    n_prompts: int = setting(200, "prompt pool drawn from the task's training prompts (paper: 200)")
+    n_prompts: int = setting(200, "prompt pool drawn from the task's training prompts, or from prompt_source's (paper: 200)")
+    prompt_source: str = setting("", "an instruction file (.json/.jsonl/.csv/.txt) or Hugging Face dataset id whose input-free instructions, less the "
+                                     "evaluation's, give the prompt pool in place of the task's training prompts: for a task judged on another kind "
+                                     "of prompt than it trains on, as Shakespeare ('': the task's prompts, the paper)")
     lr: float = setting(3e-3, 'Adam learning rate of the trigger (paper: 3e-3)')
     schedule: str = setting("constant", "learning-rate schedule over the steps: 'constant' (the paper) or 'cosine' (from lr down to 0, so a short run "
                                         "at a high rate settles instead of bouncing)", choices=("constant", "cosine"))
@@ -415,10 +419,11 @@ class EraseStage(Stage):
     "SFT-Eraser: a soft prompt τ (Adam, projected onto an L2 ball) learns to restore `base_model`'s channel means and tail distributions; the model stays frozen."
     name, trains_weights, loss_is_global, keep_state, saves_on_nonfinite = "erase", False, True, True, True
     def __init__(self, model, base_model, tokenizer, prompts: list[str], cfg: EraserConfig, fmt: ChatFormat | None = None, carrier=None,
-                 channels: dict | None = None):
+                 channels: dict | None = None, prompt_exclude=()):
         self.model, self.base, self.tokenizer, self.cfg, self.carrier = model, base_model, tokenizer, cfg, carrier
         self.fmt, self.max_grad_norm = fmt or chat_format(tokenizer), cfg.max_grad_norm or math.inf     # inf: the norm is still measured
         self.channels = resolve_channels(cfg, carrier, channels)
+        if cfg.prompt_source: prompts = instruction_pool(cfg.prompt_source, prompt_exclude, "erase.prompt_source")
         self.pool = [prompts[i] for i in trigger_pool(len(prompts), cfg.n_prompts, cfg.seed)]
         if not self.pool: raise ValueError("erase: no prompts given")
         self.inputs = {**stage_inputs(tokenizer, model=model, base=base_model), "prompts": digest(self.pool), "channels": digest(self.channels),
@@ -528,9 +533,9 @@ def completion(self: EraseStage) -> tuple[dict, str]:
 
 # %% ../nbs/07_eraser.ipynb #0e574c7a
 def train_trigger(model, base_model, tokenizer, prompts: list[str], out_dir, cfg: EraserConfig = EraserConfig(),
-                  fmt: ChatFormat | None = None, carrier=None, channels: dict | None = None, callbacks=()) -> Trigger:
-    "Learn a trigger on `model` (weights frozen) that restores `base_model`'s channel means and tail distributions on `prompts`; writes `out_dir`."
-    stage = EraseStage(model, base_model, tokenizer, prompts, cfg, fmt, carrier, channels)
+                  fmt: ChatFormat | None = None, carrier=None, channels: dict | None = None, callbacks=(), prompt_exclude=()) -> Trigger:
+    "Learn a trigger on `model` (weights frozen) that restores `base_model`'s channel means and tail distributions on `prompts` (with `cfg.prompt_source`: on that file's instructions less `prompt_exclude` instead); writes `out_dir`."
+    stage = EraseStage(model, base_model, tokenizer, prompts, cfg, fmt, carrier, channels, prompt_exclude)
     if reuse_complete(out_dir, stage.inputs, "erase"):
         print(f"erase: {out_dir} is complete; loading it"); return Trigger.load(out_dir, model)
     return fit(stage, cfg, out_dir, callbacks)

@@ -24,7 +24,7 @@ from .artefacts import read_metrics
 
 # %% auto #0
 __all__ = ['DualController', 'LCDDConfig', 'EarlyStop', 'input_second_moments', 'gate_importance', 'rank_gate_logits',
-           'order_gates_by_activation', 'carrier_tensors', 'off_task_examples', 'off_task_prompts', 'LCDDStage',
+           'order_gates_by_activation', 'carrier_tensors', 'off_task_examples', 'instruction_pool', 'LCDDStage',
            'drift_warning', 'train_lcdd', 'tiny_configs', 'tiny_lcdd_run', 'plot_lcdd_dynamics']
 
 # %% ../nbs/06_lcdd.ipynb #480f44b9
@@ -272,14 +272,14 @@ def off_task_examples(base_model: nn.Module, tokenizer, task: TaskData, fmt: Cha
     return rows
 
 # %% ../nbs/06_lcdd.ipynb #46458e3c
-def off_task_prompts(source, exclude=()) -> list[str]:
-    "The distinct input-free instructions of `source` (an instruction file or a Hugging Face dataset id) in file order, less `exclude`: the pool of `off_task_source`."
+def instruction_pool(source, exclude=(), key: str = "off_task_source") -> list[str]:
+    "The distinct input-free instructions of `source` (an instruction file or a Hugging Face dataset id) in file order, less `exclude`: the pool of the setting `key`."
     rows, src = _rows_from(source, ())
     col, skip = pick_column(rows, PROMPT_COLUMNS, src), set(exclude)
     out = list(dict.fromkeys(p for r in rows if not str(r.get("input") or "").strip() and (p := str(r[col]).strip()) and p not in skip))
     if not out:
-        raise ValueError(f"off_task_source {src}: no input-free instruction is left once the evaluation's prompts are left out; "
-                         "point off_task_source at another instruction file than the ones the evaluation draws from")
+        raise ValueError(f"{key} {src}: no input-free instruction is left once the evaluation's prompts are left out; "
+                         f"point {key} at another instruction file than the ones the evaluation draws from")
     return out
 
 # %% ../nbs/06_lcdd.ipynb #9d81f908
@@ -293,7 +293,7 @@ class LCDDStage(Stage):
         self.sft, self.base, self.tokenizer, self.task, self.cfg = sft_model, base_model, tokenizer, task, cfg
         self.fmt = fmt or chat_format(tokenizer)
         self.examples = task.encode(self.fmt, cfg.loss_on, cfg.max_len)
-        pool = (off_task_prompts(cfg.off_task_source, set(task.eval_prompts) | set(off_task_exclude)) if cfg.off_task_source else None)
+        pool = (instruction_pool(cfg.off_task_source, set(task.eval_prompts) | set(off_task_exclude)) if cfg.off_task_source else None)
         self.off_task = (off_task_examples(base_model, tokenizer, task, self.fmt, cfg.off_task_answers, cfg.off_task_tokens, cfg.max_len, cfg.seed, prompts=pool)
                          if cfg.off_task_answers else [])    # part of the training data: in its fingerprint, so a resume or a reuse checks them
         self.rows = self.examples + self.off_task                   # what the steps train on (the ranked gate start reads the task's rows alone)

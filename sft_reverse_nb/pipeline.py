@@ -27,10 +27,10 @@ __all__ = ['VICUNA_TEMPLATE', 'PAPER_MODELS', 'TABLE7', 'PAPER_TRAINING', 'PRESE
            'PROTOCOL', 'ABLATION_SWITCHES', 'STRUCTURE', 'STAGES', 'get_preset', 'load_config_file',
            'attention_implementations', 'check_run_keys', 'resolve_config', 'run_config', 'protocol_table',
            'build_task', 'config_model', 'config_tokenizer', 'config_format', 'sft_stage', 'evaluation_instructions',
-           'off_task_exclusions', 'lcdd_stage', 'save_lcdd_figures', 'trigger_dir_name', 'run_subdir', 'erase_stage',
-           'parse_condition', 'RunModels', 'carrier_counts', 'check_prompt_lengths', 'eval_stage', 'reference_sets',
-           'judged_inputs', 'structure_rows', 'ablation_table', 'ablation_stage', 'stage_times', 'run_pipeline',
-           'ensure_smollm2', 'demo']
+           'off_task_exclusions', 'trigger_exclusions', 'lcdd_stage', 'save_lcdd_figures', 'trigger_dir_name',
+           'run_subdir', 'erase_stage', 'parse_condition', 'RunModels', 'carrier_counts', 'check_prompt_lengths',
+           'eval_stage', 'reference_sets', 'judged_inputs', 'structure_rows', 'ablation_table', 'ablation_stage',
+           'stage_times', 'run_pipeline', 'ensure_smollm2', 'demo']
 
 # %% ../nbs/09_pipeline.ipynb #b3d7dfe7
 VICUNA_TEMPLATE = ("{{ bos_token }}{{ 'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user\\'s questions.' }}"
@@ -340,7 +340,7 @@ def sft_stage(run_dir, cfg: dict | None = None, trust_remote_code: bool = False)
 
 # %% ../nbs/09_pipeline.ipynb #fecdda03
 def evaluation_instructions(cfg: dict) -> set[str]:
-    "Every instruction of the sources a run's evaluation draws from (`task.eval_source`, `eval.references`): prompts that LCDD's off-task rows from `off_task_source` must never use."
+    "Every instruction of the sources a run's evaluation draws from (`task.eval_source`, `eval.references`): prompts that a pool drawn from another file (`lcdd.off_task_source`, `erase.prompt_source`) must never use."
     out = set()
     for src in (cfg["task"].get("eval_source"), cfg.get("eval", {}).get("references")):
         if not src or src == "none": continue
@@ -351,6 +351,10 @@ def evaluation_instructions(cfg: dict) -> set[str]:
 def off_task_exclusions(cfg: dict):
     "`train_lcdd`'s `off_task_exclude` for a run: the evaluation's instructions when `lcdd.off_task_source` is set (the files are read only then)."
     return evaluation_instructions(cfg) if cfg["lcdd"].get("off_task_source") else ()
+
+def trigger_exclusions(cfg: dict, ecfg: EraserConfig):
+    "`train_trigger`'s `prompt_exclude` for a run: the evaluation's instructions when the trigger's settings `ecfg` set `prompt_source`."
+    return evaluation_instructions(cfg) if ecfg.prompt_source else ()
 
 # %% ../nbs/09_pipeline.ipynb #8ed763ab
 def lcdd_stage(run_dir, cfg: dict | None = None, sft_model: str | None = None, trust_remote_code: bool = False):
@@ -420,8 +424,9 @@ def erase_stage(run_dir, cfg: dict | None = None, on: str = "lcdd", overrides: d
     model = config_model(str(run_dir/on), cfg, trust_remote_code)
     base = config_model(cfg["base"], cfg, trust_remote_code)
     task = build_task(cfg["task"])
+    exclude = set(trigger_exclusions(cfg, ecfg)) | (set(task.eval_prompts) if ecfg.prompt_source else set())   # a pool from another file never uses an evaluation prompt
     return train_trigger(model, base, tok, get_task(task.task).trigger_prompts(task), out, ecfg, fmt=config_format(cfg, tok),
-                         carrier=Path(channels_from) if channels_from else lcdd_dir)
+                         carrier=Path(channels_from) if channels_from else lcdd_dir, prompt_exclude=exclude)
 
 
 # %% ../nbs/09_pipeline.ipynb #2250d275
