@@ -24,13 +24,13 @@ from .judges import reference_split, task_scorers, BENIGN_TASKS
 
 # %% auto #0
 __all__ = ['VICUNA_TEMPLATE', 'PAPER_MODELS', 'TABLE7', 'PAPER_TRAINING', 'PRESETS', 'STAGE_CONFIGS', 'STAGE_DIRS', 'RUN_KEYS',
-           'PROTOCOL', 'ABLATION_SWITCHES', 'STRUCTURE', 'STAGES', 'get_preset', 'load_config_file',
+           'PROTOCOL', 'ABLATION_SWITCHES', 'STRUCTURE', 'DIVERGENCE_ONLY', 'STAGES', 'get_preset', 'load_config_file',
            'attention_implementations', 'check_run_keys', 'resolve_config', 'run_config', 'protocol_table',
            'build_task', 'config_model', 'config_tokenizer', 'config_format', 'sft_stage', 'evaluation_instructions',
            'off_task_exclusions', 'trigger_exclusions', 'lcdd_stage', 'save_lcdd_figures', 'trigger_dir_name',
            'run_subdir', 'erase_stage', 'parse_condition', 'RunModels', 'carrier_counts', 'check_prompt_lengths',
-           'eval_stage', 'reference_sets', 'judged_inputs', 'structure_rows', 'ablation_table', 'ablation_stage',
-           'stage_times', 'run_pipeline', 'ensure_smollm2', 'demo']
+           'eval_stage', 'reference_sets', 'judged_inputs', 'structure_rows', 'ablation_table', 'mask_only_config',
+           'ablation_stage', 'stage_times', 'run_pipeline', 'ensure_smollm2', 'demo']
 
 # %% ../nbs/09_pipeline.ipynb #b3d7dfe7
 VICUNA_TEMPLATE = ("{{ bos_token }}{{ 'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user\\'s questions.' }}"
@@ -656,6 +656,14 @@ def ablation_table(result: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
+# %% ../nbs/09_pipeline.ipynb #903f4416
+DIVERGENCE_ONLY = {"off_task_answers": 0, "off_task_source": "", "logratio_weight": 0.0}   # lcdd settings a cross-entropy budget refuses
+
+def mask_only_config(lcdd: dict, variant: str) -> LCDDConfig:
+    "The `LCDDConfig` of Appendix E's mask-only carrier `variant` ('ce' or 'kl') from a run's `lcdd` section; 'ce' drops `DIVERGENCE_ONLY`'s settings."
+    if variant not in ("ce", "kl"): raise ValueError(f"mask_only must be 'ce' or 'kl', got {variant!r}")
+    return LCDDConfig.from_dict({**lcdd, "mask_only": variant, "budget": "kl" if variant == "kl" else "ce", **({} if variant == "kl" else DIVERGENCE_ONLY)})
+
 # %% ../nbs/09_pipeline.ipynb #31c90cba
 def ablation_stage(run_dir, cfg: dict | None = None, structure: bool = True, mask_only=(), overrides: dict | None = None,
                    erase_overrides: dict | None = None) -> dict:
@@ -671,7 +679,7 @@ def ablation_stage(run_dir, cfg: dict | None = None, structure: bool = True, mas
     for v in mask_only:
         d = run_dir/"ablations"/f"mask_only_{v}"
         carrier = train_lcdd(config_model(str(run_dir/"sft"), cfg), config_model(cfg["base"], cfg), tok, task, d,
-                             LCDDConfig.from_dict({**cfg["lcdd"], "mask_only": v, "budget": "kl" if v == "kl" else "ce"}), fmt=fmt,
+                             mask_only_config(cfg["lcdd"], v), fmt=fmt,
                              off_task_exclude=exclude)
         r = evaluate({f"mask-only {v}": Condition(carrier.merge().eval())}, tok, task.task, prompts, fmt, gen_cfg, cache_dir=d/"generations")
         rows[f"mask-only {v}"] = {"rate": r["conditions"][f"mask-only {v}"][r["metric"]], "sparsity": carrier.sparsity(), "kind": "mask-only"}
