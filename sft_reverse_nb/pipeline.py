@@ -29,8 +29,8 @@ __all__ = ['VICUNA_TEMPLATE', 'PAPER_MODELS', 'TABLE7', 'PAPER_TRAINING', 'PRESE
            'build_task', 'config_model', 'config_tokenizer', 'config_format', 'sft_stage', 'evaluation_instructions',
            'off_task_exclusions', 'trigger_exclusions', 'lcdd_stage', 'save_lcdd_figures', 'trigger_dir_name',
            'run_subdir', 'erase_stage', 'parse_condition', 'RunModels', 'carrier_counts', 'check_prompt_lengths',
-           'eval_stage', 'reference_sets', 'judged_inputs', 'structure_rows', 'ablation_table', 'mask_only_config',
-           'ablation_stage', 'stage_times', 'run_pipeline', 'ensure_smollm2', 'demo']
+           'prompts_label', 'eval_stage', 'reference_sets', 'judged_inputs', 'structure_rows', 'ablation_table',
+           'mask_only_config', 'ablation_stage', 'stage_times', 'run_pipeline', 'ensure_smollm2', 'demo']
 
 # %% ../nbs/09_pipeline.ipynb #b3d7dfe7
 VICUNA_TEMPLATE = ("{{ bos_token }}{{ 'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user\\'s questions.' }}"
@@ -544,6 +544,11 @@ def check_prompt_lengths(tok, fmt, prompts: list[str], room: int, n_ctx: int | N
                          "the answer; shorten them, or lower max_new_tokens (--max-new-tokens)")
 
 
+# %% ../nbs/09_pipeline.ipynb #8c53ad3b
+def prompts_label(cfg: dict, task: TaskData, prompts_file=None) -> str:
+    "Where an evaluation's prompts come from: `prompts_file`, or the task's held-out prompts and their file (`task.eval_source` when set)."
+    return str(prompts_file) if prompts_file else f"held-out {task.task} prompts ({cfg['task'].get('eval_source') or task.source})"
+
 # %% ../nbs/09_pipeline.ipynb #47aa08cc
 def _utility_items(ecfg: EvalConfig):
     "The built-in or file multiple-choice items of `ecfg.utility`; None without a utility measure or with lm-evaluation-harness tasks."
@@ -582,7 +587,7 @@ def eval_stage(run_dir, cfg: dict | None = None, prompts_file=None, overrides: d
     counts = carrier_counts(run_dir/"lcdd") if "lcdd" in models._rec else {}
     res.update(model=cfg["model"], base=cfg["base"], preset=cfg.get("preset"), sparsity=counts.get("sparsity"),
                n_gates=counts.get("n_gates"), n_active=counts.get("n_active"),
-               prompts_source=str(prompts_file) if prompts_file else f"held-out {task.task} prompts ({task.source})",
+               prompts_source=prompts_label(cfg, task, prompts_file),
                utility_source=(f"lm-evaluation-harness tasks {', '.join(lm_eval_tasks(ecfg))}" if lm_eval_tasks(ecfg) else None if not util
                                else "the built-in set" if ecfg.utility == "builtin" else str(ecfg.utility)),
                wall_sec=time.perf_counter() - t0)
