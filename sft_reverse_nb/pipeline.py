@@ -27,10 +27,11 @@ __all__ = ['VICUNA_TEMPLATE', 'PAPER_MODELS', 'TABLE7', 'PAPER_TRAINING', 'PRESE
            'PROTOCOL', 'ABLATION_SWITCHES', 'STRUCTURE', 'DIVERGENCE_ONLY', 'STAGES', 'get_preset', 'load_config_file',
            'attention_implementations', 'check_run_keys', 'resolve_config', 'run_config', 'protocol_table',
            'build_task', 'config_model', 'config_tokenizer', 'config_format', 'sft_stage', 'evaluation_instructions',
-           'off_task_exclusions', 'trigger_exclusions', 'lcdd_stage', 'save_lcdd_figures', 'trigger_dir_name',
-           'run_subdir', 'erase_stage', 'parse_condition', 'RunModels', 'carrier_counts', 'check_prompt_lengths',
-           'prompts_label', 'eval_stage', 'reference_sets', 'judged_inputs', 'structure_rows', 'ablation_table',
-           'mask_only_config', 'ablation_stage', 'stage_times', 'run_pipeline', 'ensure_smollm2', 'demo']
+           'pool_exclusions', 'off_task_exclusions', 'trigger_exclusions', 'lcdd_stage', 'save_lcdd_figures',
+           'trigger_dir_name', 'run_subdir', 'erase_stage', 'parse_condition', 'RunModels', 'carrier_counts',
+           'check_prompt_lengths', 'prompts_label', 'eval_stage', 'reference_sets', 'judged_inputs', 'structure_rows',
+           'ablation_table', 'mask_only_config', 'ablation_stage', 'stage_times', 'run_pipeline', 'ensure_smollm2',
+           'demo']
 
 # %% ../nbs/09_pipeline.ipynb #b3d7dfe7
 VICUNA_TEMPLATE = ("{{ bos_token }}{{ 'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user\\'s questions.' }}"
@@ -348,13 +349,18 @@ def evaluation_instructions(cfg: dict) -> set[str]:
         out |= set(_prompt_rows(src)[0])
     return out
 
-def off_task_exclusions(cfg: dict):
-    "`train_lcdd`'s `off_task_exclude` for a run: the evaluation's instructions when `lcdd.off_task_source` is set (the files are read only then)."
-    return evaluation_instructions(cfg) if cfg["lcdd"].get("off_task_source") else ()
+def pool_exclusions(cfg: dict, source, task=None):
+    "What a prompt pool drawn from the instruction file `source` must leave out: every instruction of the evaluation's files and, given `task`, its own evaluation prompts; nothing, and no file read, when `source` is unset."
+    if not source: return ()
+    return evaluation_instructions(cfg) | (set(task.eval_prompts) if task is not None else set())
 
-def trigger_exclusions(cfg: dict, ecfg: EraserConfig):
-    "`train_trigger`'s `prompt_exclude` for a run: the evaluation's instructions when the trigger's settings `ecfg` set `prompt_source`."
-    return evaluation_instructions(cfg) if ecfg.prompt_source else ()
+def off_task_exclusions(cfg: dict):
+    "`train_lcdd`'s `off_task_exclude` for a run with `lcdd.off_task_source` set (`train_lcdd` adds the task's evaluation prompts itself)."
+    return pool_exclusions(cfg, cfg["lcdd"].get("off_task_source"))
+
+def trigger_exclusions(cfg: dict, ecfg: EraserConfig, task=None):
+    "`train_trigger`'s `prompt_exclude` for a run whose trigger settings `ecfg` set `prompt_source`; pass the run's `task` to leave out its evaluation prompts too."
+    return pool_exclusions(cfg, ecfg.prompt_source, task)
 
 # %% ../nbs/09_pipeline.ipynb #8ed763ab
 def lcdd_stage(run_dir, cfg: dict | None = None, sft_model: str | None = None, trust_remote_code: bool = False):
@@ -424,9 +430,9 @@ def erase_stage(run_dir, cfg: dict | None = None, on: str = "lcdd", overrides: d
     model = config_model(str(run_dir/on), cfg, trust_remote_code)
     base = config_model(cfg["base"], cfg, trust_remote_code)
     task = build_task(cfg["task"])
-    exclude = set(trigger_exclusions(cfg, ecfg)) | (set(task.eval_prompts) if ecfg.prompt_source else set())   # a pool from another file never uses an evaluation prompt
     return train_trigger(model, base, tok, get_task(task.task).trigger_prompts(task), out, ecfg, fmt=config_format(cfg, tok),
-                         carrier=Path(channels_from) if channels_from else lcdd_dir, prompt_exclude=exclude)
+                         carrier=Path(channels_from) if channels_from else lcdd_dir,
+                         prompt_exclude=trigger_exclusions(cfg, ecfg, task))   # a pool from another file never uses an evaluation prompt
 
 
 # %% ../nbs/09_pipeline.ipynb #2250d275
@@ -680,11 +686,11 @@ def ablation_stage(run_dir, cfg: dict | None = None, structure: bool = True, mas
     models, out = RunModels(run_dir, cfg), run_dir/"eval"
     rows = structure_rows(run_dir, cfg, models, tok, task, fmt, prompts, ecfg, erase_overrides) if structure else {}
     gen_cfg = EvalConfig.from_dict({**asdict(ecfg), "kl": False, "utility": None})
-    exclude = off_task_exclusions(cfg) if mask_only else ()          # read once for all the mask-only carriers
-    for v in mask_only:
+    lcfgs = {v: mask_only_config(cfg["lcdd"], v) for v in mask_only}     # every variant checked before any trains
+    exclude = off_task_exclusions(cfg) if any(c.off_task_source for c in lcfgs.values()) else ()   # read once, and only if a carrier draws off-task rows
+    for v, lcfg in lcfgs.items():
         d = run_dir/"ablations"/f"mask_only_{v}"
-        carrier = train_lcdd(config_model(str(run_dir/"sft"), cfg), config_model(cfg["base"], cfg), tok, task, d,
-                             mask_only_config(cfg["lcdd"], v), fmt=fmt,
+        carrier = train_lcdd(config_model(str(run_dir/"sft"), cfg), config_model(cfg["base"], cfg), tok, task, d, lcfg, fmt=fmt,
                              off_task_exclude=exclude)
         r = evaluate({f"mask-only {v}": Condition(carrier.merge().eval())}, tok, task.task, prompts, fmt, gen_cfg, cache_dir=d/"generations")
         rows[f"mask-only {v}"] = {"rate": r["conditions"][f"mask-only {v}"][r["metric"]], "sparsity": carrier.sparsity(), "kind": "mask-only"}
