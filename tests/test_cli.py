@@ -119,6 +119,10 @@ def _tiny_config_like(example: str, tmp_path) -> Path:
     else: t.update(source=str(sd / "shakespeare"), n_train=32, n_eval=8)
     cfg["sft"], cfg["lcdd"], cfg["erase"] = ({**tiny[k], "steps": 6, "save_every": 3} for k in ("sft", "lcdd", "erase"))
     cfg["lcdd"].update(sparsity_warmup=2, budget=shipped["lcdd"].get("budget", "ce"))
+    if shipped["lcdd"].get("off_task_source"):         # the shipped path: off-task rows and the trigger's pool from an instruction file
+        cfg["lcdd"].update(off_task_source=_at_dev_data(shipped["lcdd"]["off_task_source"]), off_task_answers=4,
+                           logratio_weight=shipped["lcdd"].get("logratio_weight", 0.0))
+    if shipped["erase"].get("prompt_source"): cfg["erase"]["prompt_source"] = _at_dev_data(shipped["erase"]["prompt_source"])
     cfg["eval"] = {**cfg["eval"], "mixed_precision": "no", "max_new_tokens": 8, "batch_size": 4, "n_references": 6,
                    "references": str(sd / "alpaca" / "alpaca_5000.json")}
     path = tmp_path / example
