@@ -12,7 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file, load_file
 
 # %% auto #0
-__all__ = ['atomic_path', 'save_json', 'load_json', 'save_tensors', 'load_tensors', 'atomic_dir', 'cache_dir',
+__all__ = ['atomic_path', 'save_json', 'load_json', 'save_tensors', 'load_tensors', 'recover_dir', 'atomic_dir', 'cache_dir',
            'save_hf_checkpoint', 'read_metrics']
 
 # %% ../nbs/01a_artefacts.ipynb #98f86145
@@ -86,19 +86,31 @@ def load_tensors(path, device: str = "cpu") -> dict[str, torch.Tensor]:
     except Exception as e: raise ValueError(f"{path} is not a readable safetensors file ({e}); delete it and re-run the stage that writes it") from e
 
 # %% ../nbs/01a_artefacts.ipynb #0e4bab99
+def _previous(path: Path) -> Path: return path.with_name(f".{path.name}.previous")
+
+def recover_dir(path: str | os.PathLike) -> Path:
+    "Finish a replacement `atomic_dir` left half done: put the old `path` back if a crash fell between moving it aside and moving the new one in; drop it if the crash fell after."
+    path = Path(path); prev = _previous(path)
+    if prev.exists():
+        if path.exists(): shutil.rmtree(prev)
+        else: os.replace(prev, path)
+    return path
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike):
-    "Yield a temporary directory beside `path`; on success replace `path` with it, on error delete it."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    "Yield a temporary directory beside `path`; on success replace `path` with it, on error delete it. The old `path` stays whole under another name until the new one is in place."
+    path = recover_dir(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp, prev = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)), _previous(path)
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())          # mkdtemp creates 0700
-        if path.exists(): shutil.rmtree(path)
+        if path.exists(): os.replace(path, prev)  # two renames, never a delete before the new version is in place
         os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        recover_dir(path)
         raise
+    shutil.rmtree(prev, ignore_errors=True)
 
 def cache_dir() -> Path:
     "Where converted models are cached: `$SFTR_CACHE`, else `$XDG_CACHE_HOME/sft_reverse_nb`, else `~/.cache/sft_reverse_nb`."

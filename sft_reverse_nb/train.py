@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from .arch import ModelLayout, layout_of, resolve_device
 from .precision import effective_precision
-from .artefacts import atomic_dir, atomic_path, save_json, load_json, save_tensors, load_tensors
+from .artefacts import atomic_dir, atomic_path, recover_dir, save_json, load_json, save_tensors, load_tensors
 from .data import collate
 from .provenance import ProvenanceError, check_inputs, weights_fingerprint, tokenizer_fingerprint, digest, mark_complete, is_complete, StageLock
 from .sharding import (full_tensor, shard_like, fsdp_settings, FSDPSettings, ShardedTwin, clip_grad_norm, average_grads,
@@ -235,7 +235,7 @@ def save_train_state(path, step: int, tensors: dict[str, torch.Tensor], meta: di
 # %% ../nbs/05_train.ipynb #abfb95c7
 def load_train_state(path) -> tuple[int, dict, dict] | None:
     "`(step, tensors, meta)` from `train_state/`, or None if there is none; restores the RNG state."
-    path = Path(path)
+    path = recover_dir(path)                  # a process killed while it replaced the state leaves the previous one whole
     if not (path/"state.json").exists(): return None
     meta = load_json(path/"state.json")
     if meta.get("format") != STATE_FORMAT: raise ValueError(f"{path/'state.json'} is not a training state of this version of the package ({meta.get('format')!r}, expected {STATE_FORMAT!r}); "

@@ -46,7 +46,8 @@ def kill_after_checkpoint(stage_dir: Path, *args) -> int:
 
 
 def plant_debris(stage_dir: Path):
-    "What a SIGKILL can leave: a half-written temporary of each atomic writer, a half-moved checkpoint, a torn metrics line."
+    "What a SIGKILL can leave: a half-written temporary of each atomic writer, a half-moved checkpoint, a torn metrics line, a training state moved aside."
+    os.replace(stage_dir / "train_state", stage_dir / ".train_state.previous")   # killed between atomic_dir's two renames: the state is whole, under another name
     (stage_dir / ".train_state.x1y2.tmp").mkdir()
     (stage_dir / ".train_state.x1y2.tmp" / "state.json").write_text('{"format": "sft_reverse_nb.train')
     (stage_dir / ".model.safetensors.abcd.tmp").write_bytes(b"\0" * 10)
