@@ -687,11 +687,10 @@ def ablation_stage(run_dir, cfg: dict | None = None, structure: bool = True, mas
     rows = structure_rows(run_dir, cfg, models, tok, task, fmt, prompts, ecfg, erase_overrides) if structure else {}
     gen_cfg = EvalConfig.from_dict({**asdict(ecfg), "kl": False, "utility": None})
     lcfgs = {v: mask_only_config(cfg["lcdd"], v) for v in mask_only}     # every variant checked before any trains
-    exclude = off_task_exclusions(cfg) if any(c.off_task_source for c in lcfgs.values()) else ()   # read once, and only if a carrier draws off-task rows
     for v, lcfg in lcfgs.items():
         d = run_dir/"ablations"/f"mask_only_{v}"
         carrier = train_lcdd(config_model(str(run_dir/"sft"), cfg), config_model(cfg["base"], cfg), tok, task, d, lcfg, fmt=fmt,
-                             off_task_exclude=exclude)
+                             off_task_exclude=pool_exclusions(cfg, lcfg.off_task_source))   # read only for the carrier that draws off-task rows ('kl'; 'ce' drops them)
         r = evaluate({f"mask-only {v}": Condition(carrier.merge().eval())}, tok, task.task, prompts, fmt, gen_cfg, cache_dir=d/"generations")
         rows[f"mask-only {v}"] = {"rate": r["conditions"][f"mask-only {v}"][r["metric"]], "sparsity": carrier.sparsity(), "kind": "mask-only"}
     metric = get_task(task.task).metric
