@@ -42,12 +42,16 @@ def kill_after_checkpoint(stage_dir: Path, *args) -> int:
     p.send_signal(signal.SIGKILL)
     assert p.wait(timeout=30) == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (stage_dir / "complete.json").exists()
+    if not state.exists(): state = stage_dir / ".train_state.previous" / "state.json"   # the kill fell between a later checkpoint's two renames
     return json.loads(state.read_text())["step"]
 
 
 def plant_debris(stage_dir: Path):
     "What a SIGKILL can leave: a half-written temporary of each atomic writer, a half-moved checkpoint, a torn metrics line, a training state moved aside."
-    os.replace(stage_dir / "train_state", stage_dir / ".train_state.previous")   # killed between atomic_dir's two renames: the state is whole, under another name
+    state, prev = stage_dir / "train_state", stage_dir / ".train_state.previous"
+    if state.exists():                  # the kill may have fallen after a later checkpoint's renames, before the old state was deleted
+        shutil.rmtree(prev, ignore_errors=True)
+        os.replace(state, prev)         # killed between atomic_dir's two renames: the state is whole, under another name
     (stage_dir / ".train_state.x1y2.tmp").mkdir()
     (stage_dir / ".train_state.x1y2.tmp" / "state.json").write_text('{"format": "sft_reverse_nb.train')
     (stage_dir / ".model.safetensors.abcd.tmp").write_bytes(b"\0" * 10)
