@@ -16,7 +16,9 @@ Settings (each runs in a fresh process, because OpenMP reads its environment whe
 - `openmp`:  the OpenMP runtime's own defaults (the package's thread settings turned off with `SFTR_THREADS=off`);
 - `passive`: `OMP_WAIT_POLICY=PASSIVE` (idle threads sleep at once);
 - `one`:     one thread (`OMP_NUM_THREADS=1`);
-- `spin=K`:  `GOMP_SPINCOUNT=K` (idle threads spin K iterations, then sleep).
+- `spin=K`:  `GOMP_SPINCOUNT=K` (idle threads spin K iterations, then sleep);
+- `isa=NAME`: the package's default with oneDNN's kernels limited to one instruction set (`ONEDNN_MAX_CPU_ISA=NAME`;
+             e.g. `AVX512_CORE` leaves out the AVX512-BF16 and AMX paths that bf16 matmuls take on CPUs that have them).
 
     python bench/contention.py [--compete 1] [--settings package openmp] [--precision no bf16] [--steps 4] [--repeat 3]
 
@@ -40,6 +42,7 @@ SETTINGS = {"package": {}, "openmp": {"SFTR_THREADS": "off"}, "passive": {"SFTR_
 
 def setting_env(name: str) -> dict:
     if name.startswith("spin="): return {"SFTR_THREADS": "off", "GOMP_SPINCOUNT": name.split("=", 1)[1]}
+    if name.startswith("isa="): return {"ONEDNN_MAX_CPU_ISA": name.split("=", 1)[1]}
     return SETTINGS[name]
 
 
@@ -136,7 +139,7 @@ def worker(precision: str, stages: list, steps: int, compete: int):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--compete", type=int, default=1, help="busy single-threaded processes beside the timed steps")
-    ap.add_argument("--settings", nargs="+", default=["package", "openmp"], help="package, openmp, passive, one, spin=K")
+    ap.add_argument("--settings", nargs="+", default=["package", "openmp"], help="package, openmp, passive, one, spin=K, isa=NAME")
     ap.add_argument("--precision", nargs="+", default=["no", "bf16"], choices=["no", "bf16"])
     ap.add_argument("--stages", nargs="+", default=["sft", "lcdd", "trigger", "generate"])
     ap.add_argument("--steps", type=int, default=4, help="timed steps per stage and phase")
@@ -147,7 +150,7 @@ def main():
     rows, ratios = [], {}
     for name in a.settings:
         for prec in a.precision:
-            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")} | setting_env(name)
+            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "ONEDNN_MAX_CPU_ISA")} | setting_env(name)
             for rep in range(a.repeat):
                 r = subprocess.run([sys.executable, __file__, "--worker", prec, "--stages", *a.stages, "--steps", str(a.steps), "--compete", str(a.compete)],
                                    capture_output=True, text=True, env=env)
